@@ -1,0 +1,86 @@
+"""Checkpoints and run directories: atomic saves, safe loads, finding the most recent run.
+
+A run directory (made by `python -m s2s.train`) holds:
+    config.yaml            the composed config (also in .hydra/ with the overrides)
+    spm.model              the sentencepiece model (or spm.src.model + spm.tgt.model)
+    checkpoints/last.pt    the latest state: model, optimizer, scheduler, step, RNG, data position
+    checkpoints/best.pt    the state with the best validation metric
+    train.log              the training log
+    metrics.json           the final summary
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+from typing import Any
+
+import torch
+
+from s2s.errors import S2SError
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+def save_atomic(state: dict[str, Any], path: str) -> None:
+    """Write to a temporary file in the same directory, fsync, then rename over `path`.
+
+    A crash at any moment leaves either the old file or the new one, never half of one.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".pt")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(state, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except OSError as error:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise S2SError(f"cannot write checkpoint {path}: {error.strerror or error}") from None
+
+
+def load(path: str, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Load a checkpoint without executing code from it (weights_only=True)."""
+    if not os.path.isfile(path):
+        raise S2SError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # truncated, corrupted, or not a checkpoint at all
+        raise S2SError(f"cannot read checkpoint {path}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from None
+
+
+def checkpoint_path(run_dir: str, which: str = "last") -> str:
+    return os.path.join(run_dir, CHECKPOINT_DIR, f"{which}.pt")
+
+
+def resolve_checkpoint(run: str | None, which: str = "best", search_root: str = "outputs") -> tuple[str, str]:
+    """Find (run directory, checkpoint file) from `run=` (a run directory or a .pt file).
+
+    With no run, take the most recently trained run under `search_root`.
+    """
+    if run is None:
+        run = latest_run(search_root)
+    if os.path.isfile(run):
+        run_dir = os.path.dirname(os.path.dirname(os.path.abspath(run)))
+        return run_dir, run
+    if not os.path.isdir(run):
+        raise S2SError(f"run={run} is neither a run directory nor a checkpoint file")
+    path = checkpoint_path(run, which)
+    if not os.path.isfile(path) and which == "best":
+        path = checkpoint_path(run, "last")
+    if not os.path.isfile(path):
+        raise S2SError(f"no checkpoint in {run} (expected {checkpoint_path(run, which)}); has training saved one yet?")
+    return run, path
+
+
+def latest_run(search_root: str = "outputs") -> str:
+    """The run directory under `search_root` whose last checkpoint was written most recently."""
+    found = glob.glob(os.path.join(search_root, "**", CHECKPOINT_DIR, "last.pt"), recursive=True)
+    if not found:
+        raise S2SError(f"no trained run found under {os.path.abspath(search_root)}; train one or pass run=PATH")
+    newest = max(found, key=os.path.getmtime)
+    return os.path.dirname(os.path.dirname(newest))

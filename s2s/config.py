@@ -1,0 +1,169 @@
+"""Typed configuration: the one place where every s2s option is defined.
+
+Each dataclass backs one Hydra config group (conf/data, conf/model, conf/optim,
+conf/search) or a section of conf/config.yaml. Hydra validates the composed YAML
+against these classes, so a misspelt key or a wrong type fails at start-up.
+Every field carries a one-line comment saying what it does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Optional
+
+from hydra.core.config_store import ConfigStore
+
+
+class Cell(str, Enum):
+    lstm = "lstm"  # long short-term memory
+    gru = "gru"  # gated recurrent unit
+    rnn = "rnn"  # plain tanh (Elman) RNN
+    peephole_lstm = "peephole_lstm"  # LSTM whose gates also see the cell state (slower)
+
+
+class Attention(str, Enum):
+    none = "none"  # decoder sees only the encoder summary h_T, fed at every step
+    bahdanau = "bahdanau"  # additive: v^T tanh(W_k k + W_q q)
+    luong_dot = "luong_dot"  # multiplicative: q^T k (keys projected to the decoder size)
+    luong_general = "luong_general"  # multiplicative: q^T W k
+
+
+class CorpusFormat(str, Enum):
+    dates = "dates"  # the embedded generated task (no files needed)
+    text = "text"  # {split}.{src_lang} / {split}.{tgt_lang}, one sentence per line
+    tsv = "tsv"  # {split}.tsv: source<TAB>target per line
+    jsonl = "jsonl"  # {split}.jsonl: {"<src_lang>": ..., "<tgt_lang>": ...} per line
+    hub = "hub"  # a HuggingFace hub dataset with a `translation` column (online users)
+
+
+class SubwordModel(str, Enum):
+    unigram = "unigram"
+    bpe = "bpe"
+    char = "char"
+
+
+class Optimizer(str, Enum):
+    adam = "adam"
+    adamw = "adamw"
+
+
+class Scheduler(str, Enum):
+    none = "none"  # constant learning rate (after any warm-up)
+    plateau = "plateau"  # multiply lr by `factor` when the validation metric stalls
+
+
+@dataclass
+class SubwordConfig:
+    model_type: SubwordModel = SubwordModel.unigram  # sentencepiece algorithm
+    vocab_size: int = 8000  # pieces per vocabulary
+    joint: bool = True  # one vocabulary for source and target, else one each
+    character_coverage: float = 1.0  # fraction of characters covered by the model
+    max_sentences: int = 1_000_000  # train sentencepiece on at most this many sentences
+
+
+@dataclass
+class DataConfig:
+    name: str = "dates"  # a label for logs and reports
+    format: CorpusFormat = CorpusFormat.dates  # where and how the corpus is read
+    dir: Optional[str] = None  # directory holding local corpus files
+    hub_name: Optional[str] = None  # hub dataset name, used when format=hub
+    hub_config: Optional[str] = None  # hub dataset configuration name, if any
+    src_lang: str = "src"  # source language code (file suffix / JSON key)
+    tgt_lang: str = "tgt"  # target language code
+    train_split: str = "train"  # split (file stem) used for training
+    valid_split: str = "valid"  # split used for validation and model selection
+    test_split: str = "test"  # split used by `s2s.evaluate` by default
+    subword: SubwordConfig = field(default_factory=SubwordConfig)
+    max_len: int = 100  # drop training pairs whose either side has more subwords
+    lowercase: bool = False  # lowercase text before tokenization
+    max_tokens: int = 2000  # token budget per batch (padded source or target, whichever is larger)
+    generated_train_size: int = 20000  # format=dates: training examples
+    generated_valid_size: int = 500  # format=dates: validation examples
+    generated_test_size: int = 1000  # format=dates: test examples
+
+
+@dataclass
+class EncoderConfig:
+    cell: Cell = Cell.lstm  # recurrent cell of the bidirectional encoder
+    hidden_size: int = 256  # per direction
+    num_layers: int = 1  # stacked layers
+    dropout: float = 0.3  # between layers and on the outputs
+
+
+@dataclass
+class DecoderConfig:
+    cell: Cell = Cell.lstm  # decoder cell: lstm or gru (rnn works too)
+    hidden_size: int = 512  # decoder state size
+    num_layers: int = 1  # stacked layers
+    dropout: float = 0.3  # between layers and before the output projection
+    attention: Attention = Attention.bahdanau  # how the decoder reads the source
+    input_feeding: bool = True  # feed the previous attentional vector with the next input
+
+
+@dataclass
+class ModelConfig:
+    embedding_size: int = 256  # source and target embedding width
+    embedding_dropout: float = 0.3  # dropout on embeddings
+    tie_target_embeddings: bool = False  # share target embedding and output projection
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+
+
+@dataclass
+class OptimConfig:
+    name: Optimizer = Optimizer.adam  # adam or adamw
+    lr: float = 1e-3  # peak learning rate
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam moment coefficients
+    weight_decay: float = 0.0  # L2 (adam) or decoupled (adamw) weight decay
+    clip_norm: float = 1.0  # clip the global gradient norm to this (0 disables)
+    label_smoothing: float = 0.1  # label-smoothed cross-entropy; padding is ignored
+    teacher_forcing: float = 1.0  # probability of feeding the gold token (<1: scheduled sampling)
+    warmup_steps: int = 0  # linear warm-up from 0 to lr over this many steps
+    scheduler: Scheduler = Scheduler.plateau  # learning-rate schedule after warm-up
+    plateau_factor: float = 0.5  # plateau: lr multiplier when the metric stalls
+    plateau_patience: int = 2  # plateau: validations without improvement before decaying
+    min_lr: float = 1e-5  # plateau: lower bound on the learning rate
+
+
+@dataclass
+class SearchConfig:
+    beam_size: int = 1  # 1 = greedy search
+    length_penalty: float = 1.0  # GNMT alpha: score / ((5 + len) / 6) ** alpha (beam only)
+    max_len_a: float = 1.5  # output limit: a * source_length + b tokens
+    max_len_b: int = 10  # output limit: a * source_length + b tokens
+    n_best: int = 1  # hypotheses returned per sentence (<= beam_size)
+    sampling: bool = False  # sample instead of searching
+    temperature: float = 1.0  # sampling: softmax temperature
+    top_k: int = 0  # sampling: keep only the k most likely tokens (0 = all)
+    batch_size: int = 64  # sentences per decoding batch
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 0  # stop after this many updates (0 = no limit)
+    max_epochs: int = 20  # stop after this many passes over the data (0 = no limit)
+    valid_every: int = 500  # validate (and checkpoint) every N updates, and at each epoch end
+    valid_max_sentences: int = 0  # decode at most this many validation sentences (0 = all)
+    early_stopping_metric: str = "bleu"  # bleu, chrf, exact_match, loss or ppl
+    early_stopping_patience: int = 0  # stop after N validations without improvement (0 = never)
+    log_every: int = 100  # write a log line every N updates
+    resume: Optional[str] = None  # "auto": continue this run dir; or a run dir / checkpoint to continue
+    progress_bar: bool = True  # tqdm progress bar (only shown when stderr is a terminal)
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    seed: int = 1234  # seeds python, torch and batch shuffling
+    device: str = "auto"  # auto (cuda if available), cpu, cuda, cuda:N
+    threads: int = 0  # torch intra-op threads on CPU (0 = torch's default)
+
+
+def register_configs() -> None:
+    """Register the schema so that conf/config.yaml is validated against `Config`."""
+    ConfigStore.instance().store(name="s2s_schema", node=Config)

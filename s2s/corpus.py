@@ -1,0 +1,144 @@
+"""Load parallel corpora as HF `datasets.Dataset`s with two string columns, `src` and `tgt`.
+
+Sources: the embedded generated dates task, local files (plain-text pairs, TSV,
+JSONL) and, for users who are online, a dataset on the HuggingFace hub. Every
+problem a user can fix (missing file, mismatched line counts, empty corpus)
+raises `S2SError` naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import datasets
+
+from s2s.config import CorpusFormat, DataConfig
+from s2s.dates import make_date_splits
+from s2s.errors import S2SError
+
+datasets.logging.set_verbosity_error()
+
+
+def load_split(cfg: DataConfig, split: str, seed: int = 0) -> datasets.Dataset:
+    """Return the pairs of one split as a Dataset with columns `src` and `tgt`."""
+    match cfg.format:
+        case CorpusFormat.dates:
+            dataset = _load_dates(cfg, split, seed)
+        case CorpusFormat.text:
+            dataset = _load_text_pair(cfg, split)
+        case CorpusFormat.tsv:
+            dataset = _load_tsv(cfg, split)
+        case CorpusFormat.jsonl:
+            dataset = _load_jsonl(cfg, split)
+        case CorpusFormat.hub:
+            dataset = _load_hub(cfg, split)
+    if len(dataset) == 0:
+        raise S2SError(f"the {split!r} split of corpus {cfg.name!r} is empty")
+    if cfg.lowercase:
+        dataset = dataset.map(lambda row: {"src": row["src"].lower(), "tgt": row["tgt"].lower()})
+    return dataset
+
+
+def _load_dates(cfg: DataConfig, split: str, seed: int) -> datasets.Dataset:
+    splits = make_date_splits(
+        seed=seed,
+        train_size=cfg.generated_train_size,
+        valid_size=cfg.generated_valid_size,
+        test_size=cfg.generated_test_size,
+    )
+    names = {cfg.train_split: "train", cfg.valid_split: "valid", cfg.test_split: "test"}
+    if split not in names:
+        raise S2SError(f"the generated dates task has splits {sorted(names)}, not {split!r}")
+    pairs = splits[names[split]]
+    return datasets.Dataset.from_dict({"src": [s for s, _ in pairs], "tgt": [t for _, t in pairs]})
+
+
+def _corpus_dir(cfg: DataConfig) -> str:
+    if not cfg.dir:
+        raise S2SError(f"data.format={cfg.format.value} needs data.dir=PATH (the folder holding the corpus files)")
+    if not os.path.isdir(cfg.dir):
+        raise S2SError(f"data.dir={cfg.dir} is not a directory")
+    return cfg.dir
+
+
+def _existing_file(path: str, split: str) -> str:
+    if not os.path.isfile(path):
+        raise S2SError(f"corpus file {path} does not exist (needed for split {split!r})")
+    if not os.access(path, os.R_OK):
+        raise S2SError(f"corpus file {path} is not readable")
+    return path
+
+
+def _load_lines(path: str) -> list[str]:
+    """Read a UTF-8 file as lines via `datasets`' text builder (cached as Arrow)."""
+    try:
+        dataset = datasets.load_dataset("text", data_files={"lines": path}, split="lines")
+    except UnicodeDecodeError as error:
+        raise S2SError(f"{path} is not valid UTF-8 ({error.reason} at byte {error.start})") from None
+    return list(dataset["text"])
+
+
+def _load_text_pair(cfg: DataConfig, split: str) -> datasets.Dataset:
+    directory = _corpus_dir(cfg)
+    src_path = _existing_file(os.path.join(directory, f"{split}.{cfg.src_lang}"), split)
+    tgt_path = _existing_file(os.path.join(directory, f"{split}.{cfg.tgt_lang}"), split)
+    src, tgt = _load_lines(src_path), _load_lines(tgt_path)
+    if len(src) != len(tgt):
+        raise S2SError(
+            f"line counts differ: {src_path} has {len(src)} lines, {tgt_path} has {len(tgt)}; "
+            "source and target files must be aligned line by line"
+        )
+    return datasets.Dataset.from_dict({"src": src, "tgt": tgt})
+
+
+def _load_tsv(cfg: DataConfig, split: str) -> datasets.Dataset:
+    path = _existing_file(os.path.join(_corpus_dir(cfg), f"{split}.tsv"), split)
+    src, tgt = [], []
+    for number, line in enumerate(_load_lines(path), start=1):
+        fields = line.split("\t")
+        if len(fields) != 2:
+            raise S2SError(f"{path}:{number}: expected source<TAB>target, found {len(fields)} field(s)")
+        src.append(fields[0])
+        tgt.append(fields[1])
+    return datasets.Dataset.from_dict({"src": src, "tgt": tgt})
+
+
+def _load_jsonl(cfg: DataConfig, split: str) -> datasets.Dataset:
+    path = _existing_file(os.path.join(_corpus_dir(cfg), f"{split}.jsonl"), split)
+    src, tgt = [], []
+    for number, line in enumerate(_load_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise S2SError(f"{path}:{number}: invalid JSON ({error.msg})") from None
+        pair = row.get("translation", row) if isinstance(row, dict) else None
+        if not isinstance(pair, dict) or cfg.src_lang not in pair or cfg.tgt_lang not in pair:
+            raise S2SError(f"{path}:{number}: expected an object with keys {cfg.src_lang!r} and {cfg.tgt_lang!r}")
+        src.append(str(pair[cfg.src_lang]))
+        tgt.append(str(pair[cfg.tgt_lang]))
+    return datasets.Dataset.from_dict({"src": src, "tgt": tgt})
+
+
+def _load_hub(cfg: DataConfig, split: str) -> datasets.Dataset:
+    if not cfg.hub_name:
+        raise S2SError("data.format=hub needs data.hub_name=NAME")
+    try:
+        dataset = datasets.load_dataset(cfg.hub_name, cfg.hub_config, split=split)
+    except Exception as error:  # network, missing dataset or split: all user-fixable
+        raise S2SError(
+            f"could not load {cfg.hub_name!r} split {split!r} from the hub ({type(error).__name__}: {error}); "
+            "offline, use local files with data.format=text data.dir=PATH"
+        ) from None
+    if "translation" in dataset.column_names:
+        dataset = dataset.map(
+            lambda row: {"src": row["translation"][cfg.src_lang], "tgt": row["translation"][cfg.tgt_lang]},
+            remove_columns=dataset.column_names,
+        )
+    elif cfg.src_lang in dataset.column_names and cfg.tgt_lang in dataset.column_names:
+        dataset = dataset.rename_columns({cfg.src_lang: "src", cfg.tgt_lang: "tgt"})
+    else:
+        raise S2SError(f"{cfg.hub_name}: no `translation` column and no columns {cfg.src_lang!r}/{cfg.tgt_lang!r}")
+    return dataset.select_columns(["src", "tgt"])

@@ -1,0 +1,31 @@
+"""Corpus-level scores with sacrebleu (BLEU and chrF, with their signatures) and exact match."""
+
+from __future__ import annotations
+
+import math
+
+import sacrebleu
+
+
+def score(hypotheses: list[str], references: list[str]) -> dict[str, float | str]:
+    """BLEU, chrF (with sacrebleu signatures) and the fraction of exact matches."""
+    bleu = sacrebleu.metrics.BLEU()
+    chrf = sacrebleu.metrics.CHRF()
+    bleu_score = bleu.corpus_score(hypotheses, [references])
+    chrf_score = chrf.corpus_score(hypotheses, [references])
+    exact = sum(h.strip() == r.strip() for h, r in zip(hypotheses, references)) / max(len(references), 1)
+    return {
+        "bleu": round(bleu_score.score, 2),
+        "chrf": round(chrf_score.score, 2),
+        "exact_match": round(100.0 * exact, 2),
+        "bleu_signature": str(bleu.get_signature()),
+        "chrf_signature": str(chrf.get_signature()),
+    }
+
+
+def perplexity(loss: float) -> float:
+    """exp(mean token cross-entropy), capped to stay finite in logs."""
+    return math.exp(min(loss, 50.0))
+
+
+HIGHER_IS_BETTER = {"bleu": True, "chrf": True, "exact_match": True, "loss": False, "ppl": False}

@@ -1,0 +1,83 @@
+"""Attention over encoder states: additive (Bahdanau) and multiplicative (Luong dot / general).
+
+Shapes: B batch, S source length, C encoder state size, H decoder hidden size,
+A attention key size. Keys are projected once per sentence (`prepare_keys`);
+each decoder step only projects its query.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from s2s.config import Attention
+from s2s.errors import S2SError
+
+
+class AdditiveAttention(nn.Module):
+    """score(q, k) = v^T tanh(W_k k + W_q q)  (Bahdanau et al., 2015)."""
+
+    def __init__(self, query_size: int, value_size: int):
+        super().__init__()
+        self.key_map = nn.Linear(value_size, query_size, bias=False)
+        self.query_map = nn.Linear(query_size, query_size)
+        self.energy = nn.Linear(query_size, 1, bias=False)
+
+    def prepare_keys(self, values: torch.Tensor) -> torch.Tensor:
+        return self.key_map(values)  # (B, S, C) -> (B, S, A=H)
+
+    def scores(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        hidden = torch.tanh(keys + self.query_map(query).unsqueeze(1))  # (B, S, A)
+        return self.energy(hidden).squeeze(-1)  # (B, S)
+
+
+class MultiplicativeAttention(nn.Module):
+    """score(q, k) = q^T W k ("general") or q^T k ("dot")  (Luong et al., 2015)."""
+
+    def __init__(self, query_size: int, value_size: int, general: bool):
+        super().__init__()
+        if general:
+            self.key_map: nn.Module = nn.Linear(value_size, query_size, bias=False)
+        elif value_size == query_size:
+            self.key_map = nn.Identity()
+        else:
+            raise S2SError(
+                f"luong_dot attention needs encoder outputs (2 x {value_size // 2}) as wide as the decoder "
+                f"({query_size}); set model.decoder.hidden_size={value_size} or use luong_general"
+            )
+
+    def prepare_keys(self, values: torch.Tensor) -> torch.Tensor:
+        return self.key_map(values)  # (B, S, C) -> (B, S, H)
+
+    def scores(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(keys, query.unsqueeze(2)).squeeze(2)  # (B, S, H) x (B, H, 1) -> (B, S)
+
+
+def attend(
+    module: AdditiveAttention | MultiplicativeAttention,
+    query: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """query (B, H), keys (B, S, A), values (B, S, C), mask (B, S) -> context (B, C), weights (B, S).
+
+    Padding gets exactly zero weight.
+    """
+    scores = module.scores(query, keys).masked_fill(~mask, float("-inf"))  # (B, S)
+    weights = torch.softmax(scores, dim=-1)  # (B, S)
+    context = torch.bmm(weights.unsqueeze(1), values).squeeze(1)  # (B, C)
+    return context, weights
+
+
+def make_attention(kind: Attention, query_size: int, value_size: int) -> nn.Module | None:
+    """The attention module for a config choice; None for `none` (the decoder reads only h_T)."""
+    match kind:
+        case Attention.none:
+            return None
+        case Attention.bahdanau:
+            return AdditiveAttention(query_size, value_size)
+        case Attention.luong_dot:
+            return MultiplicativeAttention(query_size, value_size, general=False)
+        case Attention.luong_general:
+            return MultiplicativeAttention(query_size, value_size, general=True)

@@ -1,0 +1,169 @@
+"""Autoregressive RNN decoder with a bridge from the encoder's final states and optional attention.
+
+Shapes: B batch, S source length, T target length, E embedding size, C encoder
+state size (2 x encoder hidden), H decoder hidden size, L decoder layers,
+F attentional-vector size (E when embeddings are tied, else H), V target vocabulary.
+
+One step (Luong-style, with input feeding):
+    x_t  = [emb(y_{t-1}); f_{t-1}]            (attention)   or [emb(y_{t-1}); h_T] (none)
+    s_t  = RNN(x_t, s_{t-1})
+    c_t  = attention(s_t, encoder states)     (attention)   or h_T                 (none)
+    f_t  = tanh(W_c [s_t; c_t])               the attentional vector
+    p(y_t) = softmax(W_o f_t)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from s2s.config import Attention, DecoderConfig
+from s2s.model.attention import attend, make_attention
+from s2s.model.cells import has_memory_cell, make_cell
+from s2s.model.encoder import EncoderOutput
+from s2s.subwords import PAD
+
+
+@dataclass
+class Memory:
+    """What the decoder reads from the encoder, fixed for the whole decoding."""
+
+    values: torch.Tensor  # (B, S, C) encoder states
+    keys: torch.Tensor | None  # (B, S, A) attention keys, projected once; None without attention
+    mask: torch.Tensor  # (B, S) True at real tokens
+    summary: torch.Tensor  # (B, C) top-layer h_T of both directions
+
+    def select(self, index: torch.Tensor) -> "Memory":
+        """Rows `index` (beam expansion, reordering, dropping finished sentences)."""
+        keys = self.keys.index_select(0, index) if self.keys is not None else None
+        return Memory(self.values.index_select(0, index), keys, self.mask.index_select(0, index), self.summary.index_select(0, index))
+
+
+@dataclass
+class DecoderState:
+    hidden: torch.Tensor  # (L, B, H)
+    cell: torch.Tensor | None  # (L, B, H) for LSTMs, else None
+    feed: torch.Tensor  # (B, F) previous attentional vector (input feeding)
+
+    def select(self, index: torch.Tensor) -> "DecoderState":
+        cell = self.cell.index_select(1, index) if self.cell is not None else None
+        return DecoderState(self.hidden.index_select(1, index), cell, self.feed.index_select(0, index))
+
+
+class Decoder(nn.Module):
+    def __init__(
+        self,
+        cfg: DecoderConfig,
+        vocab_size: int,
+        embedding_size: int,
+        embedding_dropout: float,
+        encoder_size: int,
+        tie_embeddings: bool,
+    ):
+        super().__init__()
+        self.hidden_size, self.num_layers = cfg.hidden_size, cfg.num_layers
+        self.uses_memory_cell = has_memory_cell(cfg.cell)
+        self.attention = make_attention(cfg.attention, cfg.hidden_size, encoder_size)
+        self.feeds_attention = cfg.input_feeding and cfg.attention != Attention.none
+        self.output_size = embedding_size if tie_embeddings else cfg.hidden_size  # F
+        input_size = embedding_size
+        input_size += self.output_size if self.feeds_attention else 0
+        input_size += encoder_size if self.attention is None else 0
+        self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD)
+        self.embedding_dropout = nn.Dropout(embedding_dropout)
+        self.cells = nn.ModuleList(
+            make_cell(cfg.cell, input_size if layer == 0 else cfg.hidden_size, cfg.hidden_size)
+            for layer in range(cfg.num_layers)
+        )
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.bridge_hidden = nn.Linear(encoder_size, cfg.num_layers * cfg.hidden_size)
+        self.bridge_cell = nn.Linear(encoder_size, cfg.num_layers * cfg.hidden_size) if self.uses_memory_cell else None
+        self.combine = nn.Linear(cfg.hidden_size + encoder_size, self.output_size)
+        self.output = nn.Linear(self.output_size, vocab_size)
+        if tie_embeddings:
+            self.output.weight = self.embedding.weight
+
+    def memory(self, encoded: EncoderOutput) -> Memory:
+        keys = self.attention.prepare_keys(encoded.states) if self.attention is not None else None  # (B, S, A)
+        return Memory(encoded.states, keys, encoded.mask, encoded.final_hidden[-1])
+
+    def init_state(self, encoded: EncoderOutput) -> DecoderState:
+        """The bridge: project the top encoder layer's h_T (and c_T) to every decoder layer."""
+        batch = encoded.states.size(0)
+        summary = encoded.final_hidden[-1]  # (B, C)
+        hidden = torch.tanh(self.bridge_hidden(summary))  # (B, L*H)
+        hidden = hidden.view(batch, self.num_layers, self.hidden_size).transpose(0, 1).contiguous()  # (L, B, H)
+        cell = None
+        if self.bridge_cell is not None:
+            if encoded.final_cell is not None:
+                cell = self.bridge_cell(encoded.final_cell[-1])  # (B, L*H)
+                cell = cell.view(batch, self.num_layers, self.hidden_size).transpose(0, 1).contiguous()
+            else:
+                cell = torch.zeros_like(hidden)
+        feed = summary.new_zeros(batch, self.output_size)  # (B, F)
+        return DecoderState(hidden, cell, feed)
+
+    def step(
+        self, embedded: torch.Tensor, state: DecoderState, memory: Memory
+    ) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
+        """embedded (B, E) -> attentional vector (B, F), new state, attention weights (B, S) or None."""
+        parts = [embedded]
+        if self.feeds_attention:
+            parts.append(state.feed)
+        if self.attention is None:
+            parts.append(memory.summary)
+        x = torch.cat(parts, dim=-1)  # (B, input size)
+        hiddens, cells = [], []
+        for layer, cell in enumerate(self.cells):
+            if layer > 0:
+                x = self.dropout(x)
+            if self.uses_memory_cell:
+                h, c = cell(x, (state.hidden[layer], state.cell[layer]))  # (B, H) x2
+                cells.append(c)
+            else:
+                h = cell(x, state.hidden[layer])  # (B, H)
+            hiddens.append(h)
+            x = h
+        if self.attention is not None:
+            context, weights = attend(self.attention, x, memory.keys, memory.values, memory.mask)  # (B, C), (B, S)
+        else:
+            context, weights = memory.summary, None
+        attentional = torch.tanh(self.combine(torch.cat([x, context], dim=-1)))  # (B, F)
+        new_state = DecoderState(torch.stack(hiddens), torch.stack(cells) if cells else None, attentional)
+        return attentional, new_state, weights
+
+    def logits(self, attentional: torch.Tensor) -> torch.Tensor:
+        """(..., F) -> (..., V)"""
+        return self.output(self.dropout(attentional))
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.embedding_dropout(self.embedding(tokens))  # (...,) -> (..., E)
+
+    def forward(self, tgt_in: torch.Tensor, state: DecoderState, memory: Memory, teacher_forcing: float = 1.0) -> torch.Tensor:
+        """Teacher-forced decoding: tgt_in (B, T) -> logits (B, T, V).
+
+        With teacher_forcing < 1 (scheduled sampling), each sentence is fed its own
+        previous prediction instead of the gold token with probability 1 - teacher_forcing.
+        """
+        if teacher_forcing >= 1.0:
+            embedded = self.embed(tgt_in)  # (B, T, E)
+            outputs = []
+            for t in range(tgt_in.size(1)):
+                attentional, state, _ = self.step(embedded[:, t], state, memory)
+                outputs.append(attentional)
+            return self.logits(torch.stack(outputs, dim=1))  # (B, T, F) -> (B, T, V), one projection
+        return self._scheduled_sampling(tgt_in, state, memory, teacher_forcing)
+
+    def _scheduled_sampling(self, tgt_in: torch.Tensor, state: DecoderState, memory: Memory, ratio: float) -> torch.Tensor:
+        tokens = tgt_in[:, 0]  # (B,) BOS
+        all_logits = []
+        for t in range(tgt_in.size(1)):
+            attentional, state, _ = self.step(self.embed(tokens), state, memory)
+            logits = self.logits(attentional)  # (B, V)
+            all_logits.append(logits)
+            if t + 1 < tgt_in.size(1):
+                use_gold = torch.rand(tokens.shape, device=tokens.device) < ratio  # (B,)
+                tokens = torch.where(use_gold, tgt_in[:, t + 1], logits.argmax(dim=-1))
+        return torch.stack(all_logits, dim=1)  # (B, T, V)

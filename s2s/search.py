@@ -1,0 +1,199 @@
+"""Decoding: greedy search, beam search and sampling, batched over sentences and beams.
+
+Shapes: B batch (sentences still being decoded: finished ones are dropped from
+the batch), K beam size, V vocabulary, S source length, W output width.
+
+The loops run over time steps only. Each step ends with one check of whether
+anything finished, which both drops finished sentences and stops the loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from s2s.batching import Batch
+from s2s.config import SearchConfig
+from s2s.errors import S2SError
+from s2s.model.seq2seq import Seq2Seq
+from s2s.subwords import BOS, EOS, PAD
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int]  # output ids without BOS/EOS
+    score: float  # log-probability (beam search: divided by the length penalty)
+    attention: torch.Tensor | None = None  # (len(tokens) + 1, S) weights per output step incl. EOS
+
+
+def max_output_lengths(src_lengths: torch.Tensor, cfg: SearchConfig) -> torch.Tensor:
+    """(B,) the most tokens (before EOS) each sentence may produce: a * source length + b."""
+    real = (src_lengths - 1).clamp(min=0).float()  # without the source EOS
+    return (cfg.max_len_a * real + cfg.max_len_b).floor().long().clamp(min=1)
+
+
+def length_penalty(length: torch.Tensor | int, alpha: float) -> torch.Tensor | float:
+    """GNMT length penalty ((5 + length) / 6) ** alpha (Wu et al., 2016)."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def _force_eos(log_probs: torch.Tensor, force: torch.Tensor) -> torch.Tensor:
+    """Rows where `force` (B,) is set may only produce EOS."""
+    eos_only = torch.full_like(log_probs[:1], float("-inf"))
+    eos_only[0, EOS] = 0.0
+    return torch.where(force.unsqueeze(1), eos_only, log_probs)
+
+
+@torch.inference_mode()
+def decode(
+    model: Seq2Seq,
+    batch: Batch,
+    cfg: SearchConfig,
+    generator: torch.Generator | None = None,
+    return_attention: bool = False,
+) -> list[list[Hypothesis]]:
+    """Translate a batch; returns, per sentence, its n-best hypotheses (best first)."""
+    if cfg.n_best > max(cfg.beam_size, 1):
+        raise S2SError(f"search.n_best={cfg.n_best} must not exceed search.beam_size={cfg.beam_size}")
+    if cfg.beam_size < 1:
+        raise S2SError(f"search.beam_size must be at least 1, got {cfg.beam_size}")
+    if cfg.sampling:
+        return [[h] for h in sample(model, batch, cfg, generator, return_attention)]
+    if cfg.beam_size == 1:
+        return [[h] for h in greedy(model, batch, cfg, return_attention)]
+    return beam_search(model, batch, cfg)
+
+
+def greedy(model: Seq2Seq, batch: Batch, cfg: SearchConfig, return_attention: bool = False) -> list[Hypothesis]:
+    return _step_by_step(model, batch, cfg, lambda log_probs: log_probs.argmax(dim=-1), return_attention)
+
+
+def sample(
+    model: Seq2Seq, batch: Batch, cfg: SearchConfig, generator: torch.Generator | None, return_attention: bool = False
+) -> list[Hypothesis]:
+    """Ancestral sampling with temperature and top-k; reproducible with a seeded generator."""
+    if cfg.temperature <= 0:
+        raise S2SError(f"search.temperature must be positive, got {cfg.temperature}")
+
+    def choose(log_probs: torch.Tensor) -> torch.Tensor:
+        scaled = log_probs / cfg.temperature  # (B, V)
+        if cfg.top_k > 0:
+            kth = scaled.topk(min(cfg.top_k, scaled.size(-1)), dim=-1).values[:, -1:]  # (B, 1)
+            scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+        probs = torch.softmax(scaled, dim=-1)
+        return torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
+
+    return _step_by_step(model, batch, cfg, choose, return_attention)
+
+
+def _step_by_step(model: Seq2Seq, batch: Batch, cfg: SearchConfig, choose, return_attention: bool) -> list[Hypothesis]:
+    """Greedy or sampled decoding: one token per sentence per step; finished sentences leave the batch."""
+    device = batch.src.device
+    total = batch.src.size(0)
+    memory, state = model.encode(batch.src, batch.src_lengths)
+    limits = max_output_lengths(batch.src_lengths, cfg).to(device)  # (B,)
+    width = int(limits.max()) + 1
+    outputs = torch.full((total, width), PAD, dtype=torch.long, device=device)  # (B, W)
+    scores = torch.zeros(total, device=device)
+    attention = torch.zeros(total, width, batch.src.size(1), device=device) if return_attention else None
+    active = torch.arange(total, device=device)  # rows of the original batch still decoding
+    tokens = torch.full((total,), BOS, dtype=torch.long, device=device)
+    for t in range(width):
+        log_probs, state, weights = model.step(tokens, state, memory)  # (B, V)
+        log_probs = _force_eos(log_probs, t >= limits[active])
+        tokens = choose(log_probs)  # (B,)
+        outputs[active, t] = tokens
+        scores[active] += log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1)
+        if attention is not None and weights is not None:
+            attention[active, t, : weights.size(1)] = weights
+        finished = tokens.eq(EOS)
+        if bool(finished.any()):
+            keep = (~finished).nonzero().squeeze(1)
+            if keep.numel() == 0:
+                break
+            active, tokens = active[keep], tokens[keep]
+            memory, state = memory.select(keep), state.select(keep)
+    return [_hypothesis(outputs[i], float(scores[i]), attention[i] if attention is not None else None) for i in range(total)]
+
+
+def _hypothesis(row: torch.Tensor, score: float, attention: torch.Tensor | None) -> Hypothesis:
+    ids = row.tolist()
+    length = ids.index(EOS) if EOS in ids else len(ids)
+    weights = attention[: length + 1] if attention is not None else None
+    return Hypothesis(tokens=[i for i in ids[:length] if i != PAD], score=score, attention=weights)
+
+
+def beam_search(model: Seq2Seq, batch: Batch, cfg: SearchConfig) -> list[list[Hypothesis]]:
+    """Beam search over all sentences and beams at once.
+
+    Each step scores K x V continuations per sentence and keeps the 2K best. An EOS
+    among the top K finishes a hypothesis (score divided by the length penalty);
+    the K best non-EOS candidates stay alive. A sentence is done when it has K
+    finished hypotheses, so with K = 1 this is exactly greedy search.
+    """
+    device = batch.src.device
+    k = cfg.beam_size
+    total = batch.src.size(0)
+    memory, state = model.encode(batch.src, batch.src_lengths)
+    expand = torch.arange(total, device=device).repeat_interleave(k)  # (B*K,)
+    memory, state = memory.select(expand), state.select(expand)
+    limits = max_output_lengths(batch.src_lengths, cfg).to(device)  # (B,)
+    width = int(limits.max()) + 1
+
+    finished_seqs = torch.full((total, k, width), PAD, dtype=torch.long, device=device)  # (B, K, W)
+    finished_scores = torch.full((total, k), float("-inf"), device=device)  # (B, K) normalized
+    finished_count = torch.zeros(total, dtype=torch.long, device=device)
+    active = torch.arange(total, device=device)  # sentences still searching
+    alive_scores = torch.full((total, k), float("-inf"), device=device)  # (B, K) raw log-probs
+    alive_scores[:, 0] = 0.0  # all beams start identical: keep one so the first step does not repeat it
+    alive_seqs = torch.empty(total, k, 0, dtype=torch.long, device=device)  # (B, K, t)
+    tokens = torch.full((total * k,), BOS, dtype=torch.long, device=device)
+
+    for t in range(width):
+        b = active.numel()
+        log_probs, state, _ = model.step(tokens, state, memory)  # (B*K, V)
+        vocab = log_probs.size(-1)
+        log_probs = _force_eos(log_probs, (t >= limits[active]).repeat_interleave(k))
+        candidates = (alive_scores.view(-1, 1) + log_probs).view(b, k * vocab)  # (B, K*V)
+        top_scores, top_ids = candidates.topk(2 * k, dim=1)  # (B, 2K)
+        origin, token = top_ids // vocab, top_ids % vocab  # (B, 2K) beam of origin, token
+        seqs = torch.cat([alive_seqs.gather(1, origin.unsqueeze(2).expand(-1, -1, t)), token.unsqueeze(2)], dim=2)
+
+        # hypotheses that end here: EOS within the top K candidates
+        in_top_k = torch.arange(2 * k, device=device).unsqueeze(0) < k  # (1, 2K)
+        ends = token.eq(EOS) & in_top_k & top_scores.isfinite()  # (B, 2K)
+        ended_scores = torch.where(ends, top_scores / length_penalty(t + 1, cfg.length_penalty), float("-inf"))
+        padded = torch.full((b, 2 * k, width), PAD, dtype=torch.long, device=device)
+        padded[:, :, : t + 1] = seqs
+        pool_scores = torch.cat([finished_scores[active], ended_scores], dim=1)  # (B, 3K)
+        pool_seqs = torch.cat([finished_seqs[active], padded], dim=1)  # (B, 3K, W)
+        best_scores, best = pool_scores.topk(k, dim=1)  # (B, K)
+        finished_scores[active] = best_scores
+        finished_seqs[active] = pool_seqs.gather(1, best.unsqueeze(2).expand(-1, -1, width))
+        finished_count[active] += ends.sum(dim=1)
+
+        # the K best continuations that did not end stay alive
+        alive_candidates = torch.where(token.eq(EOS), float("-inf"), top_scores)  # (B, 2K)
+        alive_scores, pick = alive_candidates.topk(k, dim=1)  # (B, K)
+        alive_seqs = seqs.gather(1, pick.unsqueeze(2).expand(-1, -1, t + 1))  # (B, K, t+1)
+        tokens = token.gather(1, pick).view(-1)  # (B*K,)
+        rows = (torch.arange(b, device=device).unsqueeze(1) * k + origin.gather(1, pick)).view(-1)  # (B*K,)
+        state = state.select(rows)
+
+        done = finished_count[active].ge(k) | alive_scores[:, 0].isneginf()  # (B,)
+        if bool(done.any()):
+            keep = (~done).nonzero().squeeze(1)
+            if keep.numel() == 0:
+                break
+            keep_rows = (keep.unsqueeze(1) * k + torch.arange(k, device=device)).view(-1)  # (B'*K,)
+            active, alive_scores, alive_seqs = active[keep], alive_scores[keep], alive_seqs[keep]
+            tokens, state, memory = tokens[keep_rows], state.select(keep_rows), memory.select(keep_rows)
+
+    return [_n_best(finished_seqs[i], finished_scores[i], cfg.n_best) for i in range(total)]
+
+
+def _n_best(seqs: torch.Tensor, scores: torch.Tensor, n: int) -> list[Hypothesis]:
+    """seqs (K, W), scores (K,) sorted best first -> up to n hypotheses with finite scores."""
+    found = [_hypothesis(seqs[j], float(scores[j]), None) for j in range(seqs.size(0)) if torch.isfinite(scores[j])]
+    return found[:n] if found else [Hypothesis(tokens=[], score=float("-inf"))]

@@ -1,0 +1,117 @@
+"""Subword tokenization with sentencepiece: train on the training split, save with the run, reuse.
+
+Ids are fixed across all models: 0 padding, 1 unknown, 2 begin, 3 end of sentence.
+A joint vocabulary is one file `spm.model` used for both sides; separate
+vocabularies are `spm.src.model` and `spm.tgt.model`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import sentencepiece as spm
+
+from s2s.config import SubwordConfig
+from s2s.errors import S2SError
+
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+JOINT_FILE, SRC_FILE, TGT_FILE = "spm.model", "spm.src.model", "spm.tgt.model"
+
+
+@dataclass
+class Tokenizers:
+    """The source and target sentencepiece processors (the same object when joint)."""
+
+    src: spm.SentencePieceProcessor
+    tgt: spm.SentencePieceProcessor
+
+    def encode_src(self, texts: list[str]) -> list[list[int]]:
+        return self.src.encode(texts)
+
+    def encode_tgt(self, texts: list[str]) -> list[list[int]]:
+        return self.tgt.encode(texts)
+
+    def decode_tgt(self, ids: list[list[int]]) -> list[str]:
+        return self.tgt.decode(ids)
+
+    def src_pieces(self, text: str) -> list[str]:
+        return self.src.encode(text, out_type=str)
+
+    def tgt_pieces(self, ids: list[int]) -> list[str]:
+        return [self.tgt.id_to_piece(i) for i in ids]
+
+
+def _sample(sentences: Iterable[str], limit: int, seed: int) -> list[str]:
+    """A reservoir sample of at most `limit` non-empty sentences, so memory stays bounded."""
+    rng = random.Random(seed)
+    reservoir: list[str] = []
+    for seen, sentence in enumerate(s for s in sentences if s.strip()):
+        if seen < limit:
+            reservoir.append(sentence)
+        else:
+            slot = rng.randint(0, seen)
+            if slot < limit:
+                reservoir[slot] = sentence
+    return reservoir
+
+
+def _train_one(sentences: list[str], path: str, cfg: SubwordConfig) -> spm.SentencePieceProcessor:
+    if not sentences:
+        raise S2SError("cannot train a subword model: the training text is empty")
+    prefix = path[: -len(".model")]
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences),
+        model_prefix=prefix,
+        model_type=cfg.model_type.value,
+        vocab_size=cfg.vocab_size,
+        hard_vocab_limit=False,  # small corpora (the dates task) cannot fill a large vocabulary
+        character_coverage=cfg.character_coverage,
+        pad_id=PAD,
+        unk_id=UNK,
+        bos_id=BOS,
+        eos_id=EOS,
+        minloglevel=2,
+        num_threads=os.cpu_count() or 1,
+    )
+    os.remove(prefix + ".vocab")
+    return load_processor(path)
+
+
+def train_tokenizers(
+    src_texts: Iterable[str], tgt_texts: Iterable[str], cfg: SubwordConfig, out_dir: str, seed: int = 0
+) -> Tokenizers:
+    """Train sentencepiece model(s) on (a bounded sample of) the training text; save into out_dir."""
+    os.makedirs(out_dir, exist_ok=True)
+    if cfg.joint:
+        both: Iterator[str] = (s for pair in zip(src_texts, tgt_texts) for s in pair)
+        joint = _train_one(_sample(both, cfg.max_sentences, seed), os.path.join(out_dir, JOINT_FILE), cfg)
+        return Tokenizers(src=joint, tgt=joint)
+    src = _train_one(_sample(src_texts, cfg.max_sentences, seed), os.path.join(out_dir, SRC_FILE), cfg)
+    tgt = _train_one(_sample(tgt_texts, cfg.max_sentences, seed), os.path.join(out_dir, TGT_FILE), cfg)
+    return Tokenizers(src=src, tgt=tgt)
+
+
+def load_processor(path: str) -> spm.SentencePieceProcessor:
+    if not os.path.isfile(path):
+        raise S2SError(f"sentencepiece model {path} does not exist")
+    try:
+        return spm.SentencePieceProcessor(model_file=path)
+    except (OSError, RuntimeError) as error:
+        raise S2SError(f"cannot read sentencepiece model {path}: {error}") from None
+
+
+def load_tokenizers(run_dir: str) -> Tokenizers:
+    """Load the tokenizers a training run saved into its directory."""
+    joint_path = os.path.join(run_dir, JOINT_FILE)
+    if os.path.isfile(joint_path):
+        joint = load_processor(joint_path)
+        return Tokenizers(src=joint, tgt=joint)
+    return Tokenizers(src=load_processor(os.path.join(run_dir, SRC_FILE)), tgt=load_processor(os.path.join(run_dir, TGT_FILE)))
+
+
+def tokenizer_files(run_dir: str) -> list[str]:
+    """The sentencepiece files present in a run directory."""
+    return [os.path.join(run_dir, f) for f in (JOINT_FILE, SRC_FILE, TGT_FILE) if os.path.isfile(os.path.join(run_dir, f))]

@@ -1,0 +1,313 @@
+"""`python -m s2s.train`: the Hydra entry point and the training loop.
+
+A step reads: batch, forward, loss, backward, clip, optimizer step, log.
+Every `trainer.valid_every` steps and at each epoch end: validate (loss, perplexity,
+BLEU/chrF/exact match of decoded output), save `last.pt`, and `best.pt` when the
+chosen metric improved, then decide on early stopping.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import hydra
+import torch
+import torch.nn.functional as F
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from s2s import checkpoint
+from s2s.batching import Batch
+from s2s.config import Config, Optimizer, Scheduler, register_configs
+from s2s.data import TrainingData, prepare_training_data
+from s2s.errors import S2SError, user_errors_exit
+from s2s.metrics import HIGHER_IS_BETTER, perplexity, score
+from s2s.model.seq2seq import Seq2Seq, count_parameters
+from s2s.overrides import check_overrides
+from s2s.subwords import PAD
+from s2s.translator import Translator, build_model, pick_device
+
+log = logging.getLogger("s2s.train")
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in every checkpoint so a resumed run continues exactly."""
+
+    step: int = 0  # optimizer updates done
+    epoch: int = 0  # current epoch (0-based)
+    position: int = 0  # batches of the current epoch already trained on
+    best_score: float | None = None  # best value of the early-stopping metric
+    best_step: int = 0
+    stale_validations: int = 0  # validations since the metric last improved
+    train_seconds: float = 0.0  # wall time spent training, summed over resumptions
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def config_as_dict(cfg: Config) -> dict[str, Any]:
+    """The config as plain types (enums as strings), safe inside a weights_only checkpoint."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)  # type: ignore[return-value]
+
+
+def token_loss(logits: torch.Tensor, gold: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    """Summed cross-entropy over non-padding tokens: logits (B, T, V), gold (B, T) -> scalar."""
+    return F.cross_entropy(logits.flatten(0, 1), gold.flatten(), ignore_index=PAD, label_smoothing=label_smoothing, reduction="sum")
+
+
+class Trainer:
+    def __init__(self, cfg: Config, run_dir: str):
+        self.cfg, self.run_dir = cfg, run_dir
+        if cfg.trainer.early_stopping_metric not in HIGHER_IS_BETTER:
+            raise S2SError(f"trainer.early_stopping_metric={cfg.trainer.early_stopping_metric} is not one of {sorted(HIGHER_IS_BETTER)}")
+        self.device = pick_device(cfg.device)
+        resume_from = self._resume_source()
+        self.data: TrainingData = prepare_training_data(cfg.data, run_dir, cfg.seed, resume_from and os.path.dirname(os.path.dirname(resume_from)))
+        self.model: Seq2Seq = build_model(cfg, self.data.tokenizers).to(self.device)
+        self.optimizer = self._make_optimizer()
+        mode = "max" if HIGHER_IS_BETTER[cfg.trainer.early_stopping_metric] else "min"
+        self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode=mode, factor=cfg.optim.plateau_factor, patience=cfg.optim.plateau_patience, min_lr=cfg.optim.min_lr
+        )
+        self.progress = Progress()
+        self.validated_at = -1  # step of the latest validation
+        self.best_metrics: dict[str, Any] | None = None
+        self.recent: list[tuple[float, int, float]] = []  # (loss, tokens, seconds) of the latest steps
+        if resume_from:
+            self._resume(resume_from)
+        log.info("model: %d parameters; device %s; run directory %s", count_parameters(self.model), self.device, run_dir)
+
+    # ----- set-up -----------------------------------------------------------------------
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        o = self.cfg.optim
+        kind = torch.optim.AdamW if o.name == Optimizer.adamw else torch.optim.Adam
+        return kind(self.model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+
+    def _resume_source(self) -> str | None:
+        """The checkpoint to continue from: trainer.resume=auto (this run dir) or a run dir / file."""
+        resume = self.cfg.trainer.resume
+        if not resume:
+            return None
+        if resume == "auto":
+            path = checkpoint.checkpoint_path(self.run_dir, "last")
+            if not os.path.isfile(path):
+                log.info("trainer.resume=auto: no checkpoint in %s yet, starting fresh", self.run_dir)
+                return None
+            return path
+        return checkpoint.resolve_checkpoint(resume, "last")[1]
+
+    def _resume(self, path: str) -> None:
+        state = checkpoint.load(path, self.device)
+        saved_model = state.get("config", {}).get("model")
+        if saved_model != config_as_dict(self.cfg)["model"]:
+            raise S2SError(f"cannot resume from {path}: its model config differs from this run's; resume with the same model.* settings")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.plateau.load_state_dict(state["scheduler"])
+        self.progress = Progress(**state["progress"])
+        random.setstate(_tuple_state(state["rng"]["python"]))
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        if torch.cuda.is_available() and "cuda" in state["rng"]:
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
+        log.info("resumed from %s at step %d (epoch %d, batch %d)", path, self.progress.step, self.progress.epoch + 1, self.progress.position)
+
+    # ----- the loop ---------------------------------------------------------------------
+    def train(self) -> dict[str, Any]:
+        t = self.cfg.trainer
+        batches_per_epoch = len(self.data.train.epoch_batches(self.progress.epoch))
+        total = t.max_steps if t.max_steps > 0 else batches_per_epoch * max(t.max_epochs, 1)
+        bar = tqdm(total=total, initial=min(self.progress.step, total), desc="train", unit="step", dynamic_ncols=True, disable=None if t.progress_bar else True)
+        last_metrics: dict[str, Any] = {}
+        stop = self._finished()
+        while not stop:
+            for position, batch in self.data.train.iterate(self.progress.epoch, self.progress.position):
+                loss, tokens, seconds = self.train_step(batch)
+                self.progress.position = position + 1
+                self.progress.train_seconds += seconds
+                self._report(bar, loss, tokens, seconds)
+                if self.progress.step % t.valid_every == 0:
+                    last_metrics = self.validate_and_save()
+                stop = self._finished() or self._early_stop()
+                if stop:
+                    break
+            else:
+                self.progress.epoch += 1
+                self.progress.position = 0
+                if self.validated_at != self.progress.step:
+                    last_metrics = self.validate_and_save()
+                stop = self._finished() or self._early_stop()
+        bar.close()
+        if self.validated_at != self.progress.step:
+            last_metrics = self.validate_and_save()
+        return self._summary(last_metrics)
+
+    def _finished(self) -> bool:
+        t = self.cfg.trainer
+        return (t.max_steps > 0 and self.progress.step >= t.max_steps) or (t.max_epochs > 0 and self.progress.epoch >= t.max_epochs)
+
+    def _early_stop(self) -> bool:
+        patience = self.cfg.trainer.early_stopping_patience
+        if patience > 0 and self.progress.stale_validations >= patience:
+            log.info("early stopping: %s has not improved for %d validations", self.cfg.trainer.early_stopping_metric, patience)
+            return True
+        return False
+
+    def train_step(self, batch: Batch) -> tuple[float, int, float]:
+        """One update; returns (mean token loss, target tokens, seconds)."""
+        started = time.perf_counter()
+        self.model.train()
+        self._warmup_lr()
+        batch = batch.to(self.device)
+        logits = self.model(batch.src, batch.src_lengths, batch.tgt_in, self.cfg.optim.teacher_forcing)  # (B, T, V)
+        tokens = batch.num_tgt_tokens
+        loss = token_loss(logits, batch.tgt_out, self.cfg.optim.label_smoothing) / tokens
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.optim.clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.clip_norm)
+        self.optimizer.step()
+        self.progress.step += 1
+        return float(loss.detach()), tokens, time.perf_counter() - started
+
+    def _warmup_lr(self) -> None:
+        warmup = self.cfg.optim.warmup_steps
+        if warmup > 0 and self.progress.step < warmup:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.cfg.optim.lr * (self.progress.step + 1) / warmup
+
+    def _report(self, bar: tqdm, loss: float, tokens: int, seconds: float) -> None:
+        self.recent = self.recent[-49:] + [(loss, tokens, seconds)]
+        mean_loss = sum(l for l, _, _ in self.recent) / len(self.recent)
+        speed = sum(n for _, n, _ in self.recent) / max(sum(s for _, _, s in self.recent), 1e-9)
+        lr = self.optimizer.param_groups[0]["lr"]
+        bar.update(1)
+        bar.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{speed:.0f}", lr=f"{lr:.2e}", epoch=self.progress.epoch + 1, refresh=False)
+        if self.progress.step % self.cfg.trainer.log_every == 0:
+            log.info("step %d  epoch %d  loss %.4f  ppl %.2f  lr %.2e  %.0f tok/s", self.progress.step, self.progress.epoch + 1, mean_loss, perplexity(mean_loss), lr, speed)
+
+    # ----- validation and checkpoints ---------------------------------------------------------
+    @torch.inference_mode()
+    def validation_loss(self) -> float:
+        self.model.eval()
+        total, tokens = 0.0, 0
+        for batch in self.data.valid.loss_batches:
+            batch = batch.to(self.device)
+            logits = self.model(batch.src, batch.src_lengths, batch.tgt_in)
+            total += float(token_loss(logits, batch.tgt_out, 0.0))
+            tokens += batch.num_tgt_tokens
+        return total / max(tokens, 1)
+
+    def validate(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        loss = self.validation_loss()
+        limit = self.cfg.trainer.valid_max_sentences or len(self.data.valid.sources)
+        sources, references = self.data.valid.sources[:limit], self.data.valid.references[:limit]
+        translator = Translator(self.model, self.data.tokenizers, self.cfg.search, self.device, self.cfg.data.lowercase)
+        hypotheses = [t.text for t in translator.translate(sources)]
+        metrics: dict[str, Any] = {"step": self.progress.step, "loss": round(loss, 4), "ppl": round(perplexity(loss), 2)}
+        metrics.update(score(hypotheses, [r.lower() if self.cfg.data.lowercase else r for r in references]))
+        log.info(
+            "validation at step %d: loss %.4f  ppl %.2f  BLEU %.2f  chrF %.2f  exact %.2f%%  (%.1fs)",
+            self.progress.step, loss, metrics["ppl"], metrics["bleu"], metrics["chrf"], metrics["exact_match"], time.perf_counter() - started,
+        )
+        return metrics
+
+    def validate_and_save(self) -> dict[str, Any]:
+        metrics = self.validate()
+        self.validated_at = self.progress.step
+        name = self.cfg.trainer.early_stopping_metric
+        value = float(metrics[name])
+        improved = self.progress.best_score is None or (value > self.progress.best_score if HIGHER_IS_BETTER[name] else value < self.progress.best_score)
+        if improved and math.isfinite(value):
+            self.progress.best_score, self.progress.best_step, self.progress.stale_validations = value, self.progress.step, 0
+        else:
+            self.progress.stale_validations += 1
+        if self.cfg.optim.scheduler == Scheduler.plateau and self.progress.step >= self.cfg.optim.warmup_steps:
+            self.plateau.step(value)
+        state = self._checkpoint_state(metrics)
+        checkpoint.save_atomic(state, checkpoint.checkpoint_path(self.run_dir, "last"))
+        if improved:
+            checkpoint.save_atomic(state, checkpoint.checkpoint_path(self.run_dir, "best"))
+            self.best_metrics = metrics
+        return metrics
+
+    def _checkpoint_state(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        rng: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.plateau.state_dict(),
+            "progress": asdict(self.progress),
+            "rng": rng,
+            "config": config_as_dict(self.cfg),
+            "metrics": metrics,
+        }
+
+    def _summary(self, last_metrics: dict[str, Any]) -> dict[str, Any]:
+        best = self.best_metrics or checkpoint.load(checkpoint.checkpoint_path(self.run_dir, "best")).get("metrics", {})
+        summary = {
+            "run_dir": self.run_dir,
+            "steps": self.progress.step,
+            "epochs": self.progress.epoch + (1 if self.progress.position else 0),
+            "train_seconds": round(self.progress.train_seconds, 1),
+            "parameters": count_parameters(self.model),
+            "best_step": self.progress.best_step,
+            "best": best,
+            "last": last_metrics,
+            "data": self.data.counts,
+        }
+        with open(os.path.join(self.run_dir, "metrics.json"), "w", encoding="utf-8") as file:
+            json.dump(summary, file, indent=2)
+        log.info("done: best %s %.2f at step %d; checkpoints in %s", self.cfg.trainer.early_stopping_metric, self.progress.best_score or 0.0, self.progress.best_step, os.path.join(self.run_dir, checkpoint.CHECKPOINT_DIR))
+        return summary
+
+
+def _tuple_state(state: Any) -> Any:
+    """random.setstate wants tuples; a checkpoint may hand back lists."""
+    return tuple(_tuple_state(s) for s in state) if isinstance(state, (list, tuple)) else state
+
+
+def run(cfg: Config, run_dir: str) -> dict[str, Any]:
+    """Train with a typed config into run_dir; returns the summary written to metrics.json."""
+    seed_everything(cfg.seed)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    os.makedirs(run_dir, exist_ok=True)
+    OmegaConf.save(OmegaConf.structured(cfg), os.path.join(run_dir, "config.yaml"))
+    return Trainer(cfg, run_dir).train()
+
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def hydra_main(dict_cfg: DictConfig) -> float | None:
+    with user_errors_exit():
+        cfg: Config = OmegaConf.to_object(dict_cfg)  # type: ignore[assignment]
+        summary = run(cfg, HydraConfig.get().runtime.output_dir)
+        best = summary["best"].get(cfg.trainer.early_stopping_metric)
+        return float(best) if best is not None else None  # the value sweepers optimize
+
+
+def main() -> None:
+    with user_errors_exit():
+        check_overrides(sys.argv[1:])
+    hydra_main()
+
+
+if __name__ == "__main__":
+    main()
