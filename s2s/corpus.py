@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import datasets
 
@@ -18,6 +19,8 @@ from s2s.dates import make_date_splits
 from s2s.errors import S2SError
 
 datasets.logging.set_verbosity_error()
+if not sys.stderr.isatty():
+    datasets.disable_progress_bars()  # bars are for terminals; logs and pipes stay clean
 
 
 def load_split(cfg: DataConfig, split: str, seed: int = 0) -> datasets.Dataset:
@@ -72,10 +75,17 @@ def _existing_file(path: str, split: str) -> str:
 
 def _load_lines(path: str) -> list[str]:
     """Read a UTF-8 file as lines via `datasets`' text builder (cached as Arrow)."""
+    if os.path.getsize(path) == 0:
+        return []
     try:
         dataset = datasets.load_dataset("text", data_files={"lines": path}, split="lines")
-    except UnicodeDecodeError as error:
-        raise S2SError(f"{path} is not valid UTF-8 ({error.reason} at byte {error.start})") from None
+    except Exception as error:  # datasets wraps decoding errors in its own exception types
+        cause = error
+        while cause is not None and not isinstance(cause, UnicodeDecodeError):
+            cause = cause.__cause__ or cause.__context__
+        if isinstance(cause, UnicodeDecodeError):
+            raise S2SError(f"{path} is not valid UTF-8 ({cause.reason} at byte {cause.start})") from None
+        raise S2SError(f"cannot read {path}: {type(error).__name__}: {error}") from None
     return list(dataset["text"])
 
 

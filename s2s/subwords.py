@@ -58,10 +58,11 @@ def _sample(sentences: Iterable[str], limit: int, seed: int) -> list[str]:
     return reservoir
 
 
-def _train_one(sentences: list[str], path: str, cfg: SubwordConfig) -> spm.SentencePieceProcessor:
+def _train_one(sentences: list[str], path: str, cfg: SubwordConfig, seed: int) -> spm.SentencePieceProcessor:
     if not sentences:
         raise S2SError("cannot train a subword model: the training text is empty")
     prefix = path[: -len(".model")]
+    spm.set_random_generator_seed(seed)  # the same corpus and seed give the same vocabulary
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(sentences),
         model_prefix=prefix,
@@ -87,10 +88,10 @@ def train_tokenizers(
     os.makedirs(out_dir, exist_ok=True)
     if cfg.joint:
         both: Iterator[str] = (s for pair in zip(src_texts, tgt_texts) for s in pair)
-        joint = _train_one(_sample(both, cfg.max_sentences, seed), os.path.join(out_dir, JOINT_FILE), cfg)
+        joint = _train_one(_sample(both, cfg.max_sentences, seed), os.path.join(out_dir, JOINT_FILE), cfg, seed)
         return Tokenizers(src=joint, tgt=joint)
-    src = _train_one(_sample(src_texts, cfg.max_sentences, seed), os.path.join(out_dir, SRC_FILE), cfg)
-    tgt = _train_one(_sample(tgt_texts, cfg.max_sentences, seed), os.path.join(out_dir, TGT_FILE), cfg)
+    src = _train_one(_sample(src_texts, cfg.max_sentences, seed), os.path.join(out_dir, SRC_FILE), cfg, seed)
+    tgt = _train_one(_sample(tgt_texts, cfg.max_sentences, seed), os.path.join(out_dir, TGT_FILE), cfg, seed)
     return Tokenizers(src=src, tgt=tgt)
 
 

@@ -1,0 +1,306 @@
+"""Tests for the encoder, attention, cells and decoder (s2s.model)."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+import torch
+from torch import nn
+
+from helpers import VOCAB, random_batch, random_ids, tiny_model
+from s2s.batching import make_batch
+from s2s.config import Attention, Cell, SearchConfig
+from s2s.errors import S2SError
+from s2s.model.attention import attend, make_attention
+from s2s.model.cells import PeepholeLSTMCell
+from s2s.search import greedy
+from s2s.subwords import PAD
+
+ENCODER_CELLS = [Cell.lstm, Cell.gru, Cell.rnn, Cell.peephole_lstm]
+DECODER_CELLS = [Cell.lstm, Cell.gru]
+ATTENTIONS = [Attention.none, Attention.bahdanau, Attention.luong_general, Attention.luong_dot]
+
+
+def _model(cell, decoder_cell, attention, layers=1, **kwargs):
+    hidden = 8
+    # luong_dot needs the decoder as wide as the two encoder directions together
+    decoder_hidden = 2 * hidden if attention == Attention.luong_dot else 12
+    return tiny_model(
+        cell=cell, decoder_cell=decoder_cell, attention=attention, hidden=hidden,
+        decoder_hidden=decoder_hidden, layers=layers, **kwargs,
+    )
+
+
+# ---------------------------------------------------------------- shapes
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize(
+    "cell,decoder_cell,attention", list(itertools.product(ENCODER_CELLS, DECODER_CELLS, ATTENTIONS))
+)
+def test_output_shapes(cell, decoder_cell, attention, layers):
+    model = _model(cell, decoder_cell, attention, layers=layers, tgt_vocab=VOCAB + 3)
+    batch = make_batch([[4, 5, 6, 7, 8], [9, 10], [11, 12, 13]], [[5, 6], [7, 8, 9, 10], [11]], range(3))
+    B, S = batch.src.shape
+    T = batch.tgt_in.size(1)
+    logits = model(batch.src, batch.src_lengths, batch.tgt_in)
+    assert logits.shape == (B, T, VOCAB + 3)
+    assert torch.isfinite(logits).all()
+
+    encoded = model.encoder(batch.src, batch.src_lengths)
+    assert encoded.states.shape == (B, S, 16)
+    assert encoded.final_hidden.shape == (layers, B, 16)
+    assert encoded.mask.tolist() == batch.src.ne(PAD).tolist()
+    if cell in (Cell.lstm, Cell.peephole_lstm):
+        assert encoded.final_cell.shape == (layers, B, 16)
+    else:
+        assert encoded.final_cell is None
+    # encoder states are zero at padding
+    assert (encoded.states[~encoded.mask] == 0).all()
+    assert (encoded.states[encoded.mask] != 0).any(dim=-1).all()
+
+    memory, state = model.encode(batch.src, batch.src_lengths)
+    H = model.decoder.hidden_size
+    assert state.hidden.shape == (layers, B, H)
+    assert (state.cell is not None) == (decoder_cell == Cell.lstm)
+    log_probs, new_state, weights = model.step(torch.full((B,), 2), state, memory)
+    assert log_probs.shape == (B, VOCAB + 3)
+    assert torch.allclose(log_probs.exp().sum(-1), torch.ones(B), atol=1e-5)
+    assert new_state.hidden.shape == (layers, B, H)
+    if attention == Attention.none:
+        assert weights is None
+    else:
+        assert weights.shape == (B, S)
+
+
+def test_rnn_decoder_cell_works():
+    model = tiny_model(decoder_cell=Cell.rnn, attention=Attention.bahdanau)
+    batch = random_batch(1, 2)
+    assert model(batch.src, batch.src_lengths, batch.tgt_in).shape == (*batch.tgt_in.shape, VOCAB)
+
+
+# ---------------------------------------------------------------- padding invariance
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("attention", [Attention.bahdanau, Attention.none])
+@pytest.mark.parametrize("cell", ENCODER_CELLS)
+def test_padding_invariance(cell, attention, layers):
+    model = _model(cell, Cell.lstm, attention, layers=layers)
+    rng = random.Random(3)
+    short_src, short_tgt = [5, 9, 6], [7, 8]
+    others_src = random_ids(rng, 3, min_len=6, max_len=9)
+    others_tgt = random_ids(rng, 3, min_len=5, max_len=8)
+    with torch.no_grad():
+        alone = make_batch([short_src], [short_tgt], [0])
+        logits_alone = model(alone.src, alone.src_lengths, alone.tgt_in)[0]  # (T, V)
+        # the short sentence sits between longer ones, so both its source and target are padded
+        batch = make_batch([others_src[0], short_src] + others_src[1:], [others_tgt[0], short_tgt] + others_tgt[1:], range(4))
+        assert batch.src.size(1) > alone.src.size(1) and batch.tgt_in.size(1) > alone.tgt_in.size(1)
+        logits_batch = model(batch.src, batch.src_lengths, batch.tgt_in)[1, : len(short_tgt) + 1]
+    torch.testing.assert_close(logits_batch, logits_alone, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("cell", ENCODER_CELLS)
+def test_encoder_final_state_ignores_padding(cell):
+    model = tiny_model(cell=cell, layers=2)
+    alone = make_batch([[5, 6, 7]], None, [0])
+    padded = make_batch([[5, 6, 7], [4, 4, 4, 4, 4, 4, 4]], None, [0, 1])
+    with torch.no_grad():
+        a = model.encoder(alone.src, alone.src_lengths)
+        b = model.encoder(padded.src, padded.src_lengths)
+    torch.testing.assert_close(b.final_hidden[:, 0], a.final_hidden[:, 0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(b.states[0, :4], a.states[0], atol=1e-6, rtol=0)
+    if a.final_cell is not None:
+        torch.testing.assert_close(b.final_cell[:, 0], a.final_cell[:, 0], atol=1e-6, rtol=0)
+
+
+def test_peephole_encoder_matches_lstm_semantics():
+    """BiPeepholeLSTM with zero peepholes is a bidirectional LSTM: compare with nn.LSTM weights copied in."""
+    torch.manual_seed(0)
+    model = tiny_model(cell=Cell.peephole_lstm, hidden=8)
+    reference = nn.LSTM(12, 8, 1, batch_first=True, bidirectional=True)
+    with torch.no_grad():
+        for direction, suffix in enumerate(["", "_reverse"]):
+            peephole = model.encoder.rnn.cells[direction]
+            getattr(reference, "weight_ih_l0" + suffix).copy_(peephole.input_map.weight)
+            getattr(reference, "bias_ih_l0" + suffix).copy_(peephole.input_map.bias)
+            getattr(reference, "weight_hh_l0" + suffix).copy_(peephole.hidden_map.weight)
+            getattr(reference, "bias_hh_l0" + suffix).zero_()
+    batch = random_batch(2, 4, with_target=False)
+    with torch.no_grad():
+        ours = model.encoder(batch.src, batch.src_lengths)
+        packed = nn.utils.rnn.pack_padded_sequence(
+            model.encoder.embedding(batch.src), batch.src_lengths, batch_first=True, enforce_sorted=False
+        )
+        out, (h_n, c_n) = reference(packed)
+        states, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=batch.src.size(1))
+    torch.testing.assert_close(ours.states, states, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ours.final_hidden[0], torch.cat([h_n[0], h_n[1]], -1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(ours.final_cell[0], torch.cat([c_n[0], c_n[1]], -1), atol=1e-5, rtol=0)
+
+
+# ---------------------------------------------------------------- attention
+
+
+@pytest.mark.parametrize("kind", [Attention.bahdanau, Attention.luong_general, Attention.luong_dot])
+def test_attend_masks_padding_and_normalizes(kind):
+    torch.manual_seed(0)
+    module = make_attention(kind, 10, 10)
+    values = torch.randn(3, 6, 10)
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0]], dtype=torch.bool)
+    values = values * mask.unsqueeze(-1)
+    keys = module.prepare_keys(values)
+    context, weights = attend(module, torch.randn(3, 10), keys, values, mask)
+    assert context.shape == (3, 10) and weights.shape == (3, 6)
+    assert (weights[~mask] == 0).all()
+    assert (weights[mask] > 0).all()
+    torch.testing.assert_close(weights.sum(-1), torch.ones(3))
+    assert weights[2, 0].item() == pytest.approx(1.0)
+    torch.testing.assert_close(context[2], values[2, 0])
+
+
+@pytest.mark.parametrize("kind", [Attention.bahdanau, Attention.luong_general, Attention.luong_dot])
+def test_attend_ignores_garbage_at_padding(kind):
+    # what sits at a padded position (keys and values) must not change the result
+    torch.manual_seed(1)
+    module = make_attention(kind, 8, 8)
+    values = torch.randn(2, 5, 8)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 0]], dtype=torch.bool)
+    query = torch.randn(2, 8)
+    c1, w1 = attend(module, query, module.prepare_keys(values), values, mask)
+    noisy = values.clone()
+    noisy[~mask] = 1e3 * torch.randn(int((~mask).sum()), 8)
+    c2, w2 = attend(module, query, module.prepare_keys(noisy), noisy, mask)
+    torch.testing.assert_close(w1, w2)
+    torch.testing.assert_close(c1, c2)
+
+
+@pytest.mark.parametrize("attention", [Attention.bahdanau, Attention.luong_general, Attention.luong_dot])
+def test_model_step_attention_weights(attention):
+    model = _model(Cell.lstm, Cell.gru, attention)
+    batch = random_batch(4, 5, max_len=7)
+    memory, state = model.encode(batch.src, batch.src_lengths)
+    tokens = torch.full((5,), 2)
+    for _ in range(3):
+        log_probs, state, weights = model.step(tokens, state, memory)
+        mask = batch.src.ne(PAD)
+        assert (weights[~mask] == 0).all()
+        torch.testing.assert_close(weights.sum(-1), torch.ones(5))
+        tokens = log_probs.argmax(-1)
+
+
+def test_luong_dot_size_mismatch_raises():
+    with pytest.raises(S2SError, match="luong_dot"):
+        tiny_model(attention=Attention.luong_dot, hidden=8, decoder_hidden=12)
+    # the matching size builds
+    tiny_model(attention=Attention.luong_dot, hidden=8, decoder_hidden=16)
+
+
+# ---------------------------------------------------------------- tied embeddings
+
+
+@pytest.mark.parametrize("decoder_hidden", [12, 20])
+def test_tied_target_embeddings_share_parameter(decoder_hidden):
+    model = tiny_model(tie=True, embedding=10, decoder_hidden=decoder_hidden)
+    assert model.decoder.output.weight is model.decoder.embedding.weight
+    names = [n for n, _ in model.named_parameters()]
+    assert "decoder.output.weight" not in names  # counted once
+    batch = random_batch(5, 2)
+    logits = model(batch.src, batch.src_lengths, batch.tgt_in)
+    assert logits.shape == (*batch.tgt_in.shape, VOCAB)
+    # a gradient step on the output projection moves the embedding too
+    logits.sum().backward()
+    assert model.decoder.embedding.weight.grad is not None
+    untied = tiny_model(tie=False, embedding=10, decoder_hidden=decoder_hidden)
+    assert untied.decoder.output.weight is not untied.decoder.embedding.weight
+
+
+# ---------------------------------------------------------------- peephole cell
+
+
+def test_peephole_cell_with_zero_peepholes_equals_lstm_cell():
+    torch.manual_seed(0)
+    peephole = PeepholeLSTMCell(6, 5)
+    assert peephole.peephole.abs().sum() == 0  # initialized at zero
+    reference = nn.LSTMCell(6, 5)
+    with torch.no_grad():
+        reference.weight_ih.copy_(peephole.input_map.weight)
+        reference.bias_ih.copy_(peephole.input_map.bias)
+        reference.weight_hh.copy_(peephole.hidden_map.weight)
+        reference.bias_hh.zero_()
+    x, h, c = torch.randn(4, 6), torch.randn(4, 5), torch.randn(4, 5)
+    ours = peephole(x, (h, c))
+    theirs = reference(x, (h, c))
+    torch.testing.assert_close(ours[0], theirs[0])
+    torch.testing.assert_close(ours[1], theirs[1])
+
+
+def test_peephole_weights_are_used():
+    torch.manual_seed(0)
+    cell = PeepholeLSTMCell(4, 3)
+    x, h, c = torch.randn(2, 4), torch.randn(2, 3), torch.randn(2, 3)
+    before = cell(x, (h, c))
+    for gate in range(3):
+        with torch.no_grad():
+            cell.peephole.zero_()
+            cell.peephole[gate] = 1.0
+        after = cell(x, (h, c))
+        assert not torch.allclose(before[0], after[0])
+    # the gradient reaches the peephole weights
+    cell.peephole.data.normal_()
+    cell(x, (h, c))[0].sum().backward()
+    assert cell.peephole.grad.abs().sum() > 0
+
+
+# ---------------------------------------------------------------- scheduled sampling
+
+
+def test_scheduled_sampling_shape_and_effect():
+    model = tiny_model(seed=3, eval_mode=False)  # dropout 0, but train mode
+    batch = random_batch(6, 6, min_len=5, max_len=9)
+    torch.manual_seed(0)
+    full = model(batch.src, batch.src_lengths, batch.tgt_in, 1.0)
+    torch.manual_seed(0)
+    mixed = model(batch.src, batch.src_lengths, batch.tgt_in, 0.5)
+    assert mixed.shape == full.shape
+    assert not torch.allclose(mixed, full)
+    # the first step is always fed BOS, so it does not change
+    torch.testing.assert_close(mixed[:, 0], full[:, 0])
+    # reproducible with the same seed
+    torch.manual_seed(0)
+    torch.testing.assert_close(model(batch.src, batch.src_lengths, batch.tgt_in, 0.5), mixed)
+    # a ratio just under 1 draws gold tokens at every step here: same as teacher forcing
+    torch.manual_seed(0)
+    torch.testing.assert_close(model(batch.src, batch.src_lengths, batch.tgt_in, 0.9999999), full, atol=1e-5, rtol=0)
+    # and gradients flow
+    mixed.sum().backward()
+    assert all(p.grad is not None for p in model.decoder.output.parameters())
+
+
+# ---------------------------------------------------------------- overfitting
+
+
+@pytest.mark.parametrize("cell,attention", [(Cell.lstm, Attention.bahdanau), (Cell.gru, Attention.luong_general)])
+def test_overfits_reverse_task(cell, attention):
+    rng = random.Random(0)
+    src = random_ids(rng, 8, min_len=2, max_len=5, vocab=12)
+    tgt = [list(reversed(s)) for s in src]
+    batch = make_batch(src, tgt, range(len(src)))
+    model = tiny_model(seed=0, cell=cell, decoder_cell=cell, attention=attention, hidden=24, embedding=16,
+                       src_vocab=12, tgt_vocab=12, eval_mode=False)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    loss_fn = nn.CrossEntropyLoss(ignore_index=PAD)
+    for _ in range(250):
+        optimizer.zero_grad()
+        logits = model(batch.src, batch.src_lengths, batch.tgt_in)
+        loss = loss_fn(logits.reshape(-1, logits.size(-1)), batch.tgt_out.reshape(-1))
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.05
+    model.eval()
+    with torch.no_grad():
+        hypotheses = greedy(model, batch, SearchConfig())
+    assert [h.tokens for h in hypotheses] == tgt
