@@ -1,0 +1,97 @@
+"""Training in-process: Hydra composition, resume equals an uninterrupted run, learning."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from s2s import checkpoint
+from s2s.config import Attention, Cell, Config
+from s2s.train import run
+from tests.conftest import CONF_DIR, TINY
+
+
+def make_config(*overrides: str) -> Config:
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        composed = compose("config", overrides=list(overrides))
+    return OmegaConf.to_object(composed)
+
+
+def test_defaults_compose_into_typed_config():
+    cfg = make_config()
+    assert isinstance(cfg, Config)
+    assert cfg.data.format.value == "dates"
+    assert cfg.model.encoder.cell is Cell.lstm
+    assert cfg.model.decoder.attention is Attention.bahdanau
+
+
+def test_groups_and_overrides_compose():
+    cfg = make_config("data=multi30k", "model=base", "search=beam", "model.decoder.cell=gru", "optim.lr=5e-4", "data.src_lang=en", "data.tgt_lang=de")
+    assert cfg.data.dir == "../shared/data/multi30k" and (cfg.data.src_lang, cfg.data.tgt_lang) == ("en", "de")
+    assert cfg.model.decoder.hidden_size == 512 and cfg.model.decoder.cell is Cell.gru
+    assert cfg.optim.lr == 5e-4 and cfg.search.beam_size == 5
+
+
+def test_schema_rejects_unknown_keys_and_bad_values():
+    with pytest.raises(Exception):
+        make_config("model.decoder.cel=gru")
+    with pytest.raises(Exception):
+        make_config("model.decoder.attention=transformer")
+
+
+def _final_parameters(run_dir: str) -> dict[str, torch.Tensor]:
+    return checkpoint.load(checkpoint.checkpoint_path(run_dir, "last"))["model"]
+
+
+def test_resume_continues_exactly(tmp_path):
+    torch.set_num_threads(1)
+    common = [*TINY, "trainer.valid_every=4", "model.embedding_dropout=0.2", "model.decoder.dropout=0.2", "optim.warmup_steps=3"]
+    straight = str(tmp_path / "straight")
+    run(make_config(*common, "trainer.max_steps=12"), straight)
+
+    interrupted = str(tmp_path / "interrupted")
+    run(make_config(*common, "trainer.max_steps=8"), interrupted)
+    assert checkpoint.load(checkpoint.checkpoint_path(interrupted, "last"))["progress"]["step"] == 8
+    run(make_config(*common, "trainer.max_steps=12", "trainer.resume=auto"), interrupted)
+
+    expected, resumed = _final_parameters(straight), _final_parameters(interrupted)
+    assert expected.keys() == resumed.keys()
+    for name in expected:
+        torch.testing.assert_close(resumed[name], expected[name], rtol=0, atol=0, msg=name)
+
+
+def test_resume_refuses_a_different_model(tmp_path):
+    from s2s.errors import S2SError
+
+    run_dir = str(tmp_path / "run")
+    run(make_config(*TINY, "trainer.max_steps=2"), run_dir)
+    with pytest.raises(S2SError, match="model config differs"):
+        run(make_config(*TINY, "trainer.max_steps=4", "model.decoder.hidden_size=24", "trainer.resume=auto"), run_dir)
+
+
+def test_loss_falls_and_best_checkpoint_holds_the_best_metric(tmp_path):
+    barely = run(make_config(*TINY, "trainer.max_steps=1", "trainer.valid_every=1"), str(tmp_path / "one"))
+    trained = run(make_config(*TINY, "trainer.max_steps=40", "trainer.valid_every=10", "trainer.early_stopping_metric=loss"), str(tmp_path / "forty"))
+    assert trained["steps"] == 40
+    assert trained["last"]["loss"] < barely["last"]["loss"] - 0.5
+    best = checkpoint.load(checkpoint.checkpoint_path(str(tmp_path / "forty"), "best"))
+    assert best["metrics"]["loss"] == trained["best"]["loss"] <= trained["last"]["loss"]
+    assert best["progress"]["step"] == trained["best_step"]
+
+
+@pytest.mark.parametrize("multi30k", [os.path.join(os.path.dirname(CONF_DIR), "..", "shared", "data", "multi30k")])
+def test_multi30k_local_files_load_in_both_directions(multi30k):
+    from s2s.corpus import load_split
+
+    if not os.path.isdir(multi30k):
+        pytest.skip("Multi30k is not on this machine")
+    cfg = make_config("data=multi30k", f"data.dir={multi30k}")
+    de_en = load_split(cfg.data, "val")
+    cfg.data.src_lang, cfg.data.tgt_lang = "en", "de"
+    en_de = load_split(cfg.data, "val")
+    assert len(de_en) == len(en_de) == 1014
+    assert de_en[0]["src"] == en_de[0]["tgt"] and de_en[0]["tgt"] == en_de[0]["src"]
