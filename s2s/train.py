@@ -50,6 +50,7 @@ class Progress:
     best_step: int = 0
     stale_validations: int = 0  # validations since the metric last improved
     train_seconds: float = 0.0  # wall time spent training, summed over resumptions
+    validated_at: int = -1  # step of the latest validation (a resumed run must not repeat it)
 
 
 def seed_everything(seed: int) -> None:
@@ -82,7 +83,6 @@ class Trainer:
             self.optimizer, mode=mode, factor=cfg.optim.plateau_factor, patience=cfg.optim.plateau_patience, min_lr=cfg.optim.min_lr
         )
         self.progress = Progress()
-        self.validated_at = -1  # step of the latest validation
         self.best_metrics: dict[str, Any] | None = None
         self.recent: list[tuple[float, int, float]] = []  # (loss, tokens, seconds) of the latest steps
         if resume_from:
@@ -145,11 +145,11 @@ class Trainer:
             else:
                 self.progress.epoch += 1
                 self.progress.position = 0
-                if self.validated_at != self.progress.step:
+                if self.progress.validated_at != self.progress.step:
                     last_metrics = self.validate_and_save()
                 stop = self._finished() or self._early_stop()
         bar.close()
-        if self.validated_at != self.progress.step:
+        if self.progress.validated_at != self.progress.step:
             last_metrics = self.validate_and_save()
         return self._summary(last_metrics)
 
@@ -226,7 +226,7 @@ class Trainer:
 
     def validate_and_save(self) -> dict[str, Any]:
         metrics = self.validate()
-        self.validated_at = self.progress.step
+        self.progress.validated_at = self.progress.step
         name = self.cfg.trainer.early_stopping_metric
         value = float(metrics[name])
         improved = self.progress.best_score is None or (value > self.progress.best_score if HIGHER_IS_BETTER[name] else value < self.progress.best_score)

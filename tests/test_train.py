@@ -95,3 +95,11 @@ def test_multi30k_local_files_load_in_both_directions(multi30k):
     en_de = load_split(cfg.data, "val")
     assert len(de_en) == len(en_de) == 1014
     assert de_en[0]["src"] == en_de[0]["tgt"] and de_en[0]["tgt"] == en_de[0]["src"]
+
+
+@pytest.mark.parametrize("recipe, direction", [("multi30k_de_en", ("de", "en")), ("multi30k_en_de", ("en", "de"))])
+def test_experiment_recipes_compose(recipe, direction):
+    cfg = make_config(f"experiment={recipe}", "trainer.max_epochs=3")
+    assert (cfg.data.src_lang, cfg.data.tgt_lang) == direction
+    assert cfg.data.name == "multi30k" and cfg.model.decoder.hidden_size == 512
+    assert cfg.trainer.early_stopping_metric == "bleu" and cfg.trainer.max_epochs == 3
