@@ -149,6 +149,12 @@ class TrainerConfig:
     early_stopping_patience: int = 0  # stop after N validations without improvement (0 = never)
     log_every: int = 100  # write a log line every N updates
     resume: Optional[str] = None  # "auto": continue this run dir; or a run dir / checkpoint to continue
+    init_from: Optional[str] = None  # fine-tune: start from this run dir / checkpoint's weights (and vocabulary)
+    reset_optimizer: bool = True  # fine-tune: fresh optimizer state instead of the checkpoint's
+    reset_scheduler: bool = True  # fine-tune: fresh learning-rate schedule instead of the checkpoint's
+    reset_best: bool = True  # fine-tune: forget the checkpoint's best validation score
+    max_bad_steps: int = 10  # stop after this many non-finite losses or gradients in a row
+    tensorboard: bool = True  # write TensorBoard scalars to <run>/tensorboard
     progress_bar: bool = True  # tqdm progress bar (only shown when stderr is a terminal)
 
 

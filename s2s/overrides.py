@@ -65,6 +65,9 @@ def check_overrides(args: list[str]) -> None:
             raise S2SError(f"unknown config key {key!r}{_suggest(key, keys + list(GROUPS))}")
         if not override.is_sweep_override():
             _check_value(schema, key, override.value())
+        elif not override.is_interval_sweep():
+            for value in override.sweep_iterator():
+                _check_value(schema, key, value)
 
 
 def _check_group_choice(override: Any, group: str) -> None:

@@ -38,11 +38,17 @@ def length_penalty(length: torch.Tensor | int, alpha: float) -> torch.Tensor | f
     return ((5.0 + length) / 6.0) ** alpha
 
 
-def _force_eos(log_probs: torch.Tensor, force: torch.Tensor) -> torch.Tensor:
-    """Rows where `force` (B,) is set may only produce EOS."""
-    eos_only = torch.full_like(log_probs[:1], float("-inf"))
-    eos_only[0, EOS] = 0.0
-    return torch.where(force.unsqueeze(1), eos_only, log_probs)
+def _allowed(log_probs: torch.Tensor, force_eos: torch.Tensor) -> torch.Tensor:
+    """Forbid PAD and BOS everywhere; rows where `force_eos` (B,) is set may only produce EOS.
+
+    A forced EOS keeps its real log-probability, so scores stay true log-probabilities.
+    """
+    log_probs = log_probs.clone()
+    log_probs[:, PAD] = float("-inf")
+    log_probs[:, BOS] = float("-inf")
+    others = torch.ones_like(log_probs[0], dtype=torch.bool)
+    others[EOS] = False
+    return log_probs.masked_fill(force_eos.unsqueeze(1) & others.unsqueeze(0), float("-inf"))
 
 
 @torch.inference_mode()
@@ -65,10 +71,12 @@ def decode(
     return beam_search(model, batch, cfg)
 
 
+@torch.inference_mode()
 def greedy(model: Seq2Seq, batch: Batch, cfg: SearchConfig, return_attention: bool = False) -> list[Hypothesis]:
     return _step_by_step(model, batch, cfg, lambda log_probs: log_probs.argmax(dim=-1), return_attention)
 
 
+@torch.inference_mode()
 def sample(
     model: Seq2Seq, batch: Batch, cfg: SearchConfig, generator: torch.Generator | None, return_attention: bool = False
 ) -> list[Hypothesis]:
@@ -101,7 +109,7 @@ def _step_by_step(model: Seq2Seq, batch: Batch, cfg: SearchConfig, choose, retur
     tokens = torch.full((total,), BOS, dtype=torch.long, device=device)
     for t in range(width):
         log_probs, state, weights = model.step(tokens, state, memory)  # (B, V)
-        log_probs = _force_eos(log_probs, t >= limits[active])
+        log_probs = _allowed(log_probs, t >= limits[active])
         tokens = choose(log_probs)  # (B,)
         outputs[active, t] = tokens
         scores[active] += log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1)
@@ -124,6 +132,7 @@ def _hypothesis(row: torch.Tensor, score: float, attention: torch.Tensor | None)
     return Hypothesis(tokens=[i for i in ids[:length] if i != PAD], score=score, attention=weights)
 
 
+@torch.inference_mode()
 def beam_search(model: Seq2Seq, batch: Batch, cfg: SearchConfig) -> list[list[Hypothesis]]:
     """Beam search over all sentences and beams at once.
 
@@ -154,7 +163,7 @@ def beam_search(model: Seq2Seq, batch: Batch, cfg: SearchConfig) -> list[list[Hy
         b = active.numel()
         log_probs, state, _ = model.step(tokens, state, memory)  # (B*K, V)
         vocab = log_probs.size(-1)
-        log_probs = _force_eos(log_probs, (t >= limits[active]).repeat_interleave(k))
+        log_probs = _allowed(log_probs, (t >= limits[active]).repeat_interleave(k))
         candidates = (alive_scores.view(-1, 1) + log_probs).view(b, k * vocab)  # (B, K*V)
         top_scores, top_ids = candidates.topk(2 * k, dim=1)  # (B, 2K)
         origin, token = top_ids // vocab, top_ids % vocab  # (B, 2K) beam of origin, token

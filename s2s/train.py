@@ -30,9 +30,11 @@ from s2s.batching import Batch
 from s2s.config import Config, Optimizer, Scheduler, register_configs
 from s2s.data import TrainingData, prepare_training_data
 from s2s.errors import S2SError, user_errors_exit
+from s2s.interrupts import StopRequest, stop_on_signals
 from s2s.metrics import HIGHER_IS_BETTER, perplexity, score
 from s2s.model.seq2seq import Seq2Seq, count_parameters
 from s2s.overrides import check_overrides
+from s2s.run_log import RunLog
 from s2s.subwords import PAD
 from s2s.translator import Translator, build_model, pick_device
 
@@ -51,6 +53,8 @@ class Progress:
     stale_validations: int = 0  # validations since the metric last improved
     train_seconds: float = 0.0  # wall time spent training, summed over resumptions
     validated_at: int = -1  # step of the latest validation (a resumed run must not repeat it)
+    skipped_steps: int = 0  # updates skipped for a non-finite loss or gradient
+    bad_in_a_row: int = 0  # consecutive skipped updates
 
 
 def seed_everything(seed: int) -> None:
@@ -71,11 +75,15 @@ def token_loss(logits: torch.Tensor, gold: torch.Tensor, label_smoothing: float)
 class Trainer:
     def __init__(self, cfg: Config, run_dir: str):
         self.cfg, self.run_dir = cfg, run_dir
+        self.started = time.perf_counter()
         if cfg.trainer.early_stopping_metric not in HIGHER_IS_BETTER:
             raise S2SError(f"trainer.early_stopping_metric={cfg.trainer.early_stopping_metric} is not one of {sorted(HIGHER_IS_BETTER)}")
         self.device = pick_device(cfg.device)
         resume_from = self._resume_source()
-        self.data: TrainingData = prepare_training_data(cfg.data, run_dir, cfg.seed, resume_from and os.path.dirname(os.path.dirname(resume_from)))
+        init_from = checkpoint.resolve_checkpoint(cfg.trainer.init_from, "best")[1] if cfg.trainer.init_from and not resume_from else None
+        source = resume_from or init_from
+        reuse_vocabulary = os.path.dirname(os.path.dirname(source)) if source else None
+        self.data: TrainingData = prepare_training_data(cfg.data, run_dir, cfg.seed, reuse_vocabulary)
         self.model: Seq2Seq = build_model(cfg, self.data.tokenizers).to(self.device)
         self.optimizer = self._make_optimizer()
         mode = "max" if HIGHER_IS_BETTER[cfg.trainer.early_stopping_metric] else "min"
@@ -87,6 +95,9 @@ class Trainer:
         self.recent: list[tuple[float, int, float]] = []  # (loss, tokens, seconds) of the latest steps
         if resume_from:
             self._resume(resume_from)
+        elif init_from:
+            self._fine_tune_from(init_from)
+        self.run_log = RunLog(run_dir, cfg.trainer.tensorboard)
         log.info("model: %d parameters; device %s; run directory %s", count_parameters(self.model), self.device, run_dir)
 
     # ----- set-up -----------------------------------------------------------------------
@@ -108,11 +119,20 @@ class Trainer:
             return path
         return checkpoint.resolve_checkpoint(resume, "last")[1]
 
-    def _resume(self, path: str) -> None:
+    def _load_compatible(self, path: str, purpose: str) -> dict[str, Any]:
+        """Load a checkpoint whose model shape and vocabulary match this run, else refuse."""
         state = checkpoint.load(path, self.device)
-        saved_model = state.get("config", {}).get("model")
-        if saved_model != config_as_dict(self.cfg)["model"]:
-            raise S2SError(f"cannot resume from {path}: its model config differs from this run's; resume with the same model.* settings")
+        if "model" not in state or "config" not in state:
+            raise S2SError(f"cannot {purpose} from {path}: it is not an s2s checkpoint")
+        if state["config"].get("model") != config_as_dict(self.cfg)["model"]:
+            raise S2SError(f"cannot {purpose} from {path}: its model config differs from this run's; use the same model.* settings")
+        vocabulary = {"src": self.data.tokenizers.src.get_piece_size(), "tgt": self.data.tokenizers.tgt.get_piece_size()}
+        if state.get("vocabulary", vocabulary) != vocabulary:
+            raise S2SError(f"cannot {purpose} from {path}: its vocabulary {state['vocabulary']} differs from this run's {vocabulary}")
+        return state
+
+    def _resume(self, path: str) -> None:
+        state = self._load_compatible(path, "resume")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.plateau.load_state_dict(state["scheduler"])
@@ -121,37 +141,71 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"].cpu())
         if torch.cuda.is_available() and "cuda" in state["rng"]:
             torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
+        self.best_metrics = state.get("best_metrics")
         log.info("resumed from %s at step %d (epoch %d, batch %d)", path, self.progress.step, self.progress.epoch + 1, self.progress.position)
+
+    def _fine_tune_from(self, path: str) -> None:
+        """Start a new run from trained weights; optimizer, schedule and best score by their switches."""
+        t = self.cfg.trainer
+        state = self._load_compatible(path, "fine-tune")
+        self.model.load_state_dict(state["model"])
+        if not t.reset_optimizer:
+            self.optimizer.load_state_dict(state["optimizer"])
+        if not t.reset_scheduler:
+            self.plateau.load_state_dict(state["scheduler"])
+        if not t.reset_best:
+            saved = state["progress"]
+            self.progress.best_score, self.best_metrics = saved["best_score"], state.get("best_metrics")
+        log.info(
+            "fine-tuning from %s (optimizer %s, schedule %s, best score %s)",
+            path, *("reset" if reset else "kept" for reset in (t.reset_optimizer, t.reset_scheduler, t.reset_best)),
+        )
 
     # ----- the loop ---------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
+        """Train until max_steps / max_epochs / early stopping, or until SIGINT / SIGTERM."""
         t = self.cfg.trainer
         batches_per_epoch = len(self.data.train.epoch_batches(self.progress.epoch))
         total = t.max_steps if t.max_steps > 0 else batches_per_epoch * max(t.max_epochs, 1)
         bar = tqdm(total=total, initial=min(self.progress.step, total), desc="train", unit="step", dynamic_ncols=True, disable=None if t.progress_bar else True)
         last_metrics: dict[str, Any] = {}
-        stop = self._finished()
-        while not stop:
-            for position, batch in self.data.train.iterate(self.progress.epoch, self.progress.position):
-                loss, tokens, seconds = self.train_step(batch)
-                self.progress.position = position + 1
-                self.progress.train_seconds += seconds
-                self._report(bar, loss, tokens, seconds)
-                if self.progress.step % t.valid_every == 0:
-                    last_metrics = self.validate_and_save()
-                stop = self._finished() or self._early_stop()
-                if stop:
-                    break
-            else:
-                self.progress.epoch += 1
-                self.progress.position = 0
-                if self.progress.validated_at != self.progress.step:
-                    last_metrics = self.validate_and_save()
-                stop = self._finished() or self._early_stop()
-        bar.close()
-        if self.progress.validated_at != self.progress.step:
-            last_metrics = self.validate_and_save()
+        with stop_on_signals() as stop_request:
+            stop = self._finished()
+            while not stop:
+                for position, batch in self.data.train.iterate(self.progress.epoch, self.progress.position):
+                    self.progress.position = position + 1
+                    if self.train_step(batch):
+                        self._report(bar)
+                        if self.progress.step % t.valid_every == 0:
+                            last_metrics = self.validate_and_save()
+                    stop = self._finished() or self._early_stop() or stop_request.requested
+                    if stop:
+                        break
+                else:
+                    self.progress.epoch += 1
+                    self.progress.position = 0
+                    if self.progress.validated_at != self.progress.step:
+                        last_metrics = self.validate_and_save()
+                    stop = self._finished() or self._early_stop() or stop_request.requested
+            bar.close()
+            if stop_request.requested:
+                self._save_and_exit(stop_request)
+            if self.progress.validated_at != self.progress.step:
+                last_metrics = self.validate_and_save()
+        self.run_log.close()
         return self._summary(last_metrics)
+
+    def _save_and_exit(self, request: StopRequest) -> None:
+        """Interrupted: keep all work done so far in last.pt, say how to resume, exit 128 + signal."""
+        checkpoint.save_atomic(self._checkpoint_state({}), checkpoint.checkpoint_path(self.run_dir, "last"))
+        message = (
+            f"{request.name} received: stopped at step {self.progress.step} and saved {checkpoint.checkpoint_path(self.run_dir, 'last')}. "
+            f"Resume with: python -m s2s.train hydra.run.dir={self.run_dir} trainer.resume=auto (and the same overrides)"
+        )
+        log.info(message)
+        self.run_log.close()
+        print(message, file=sys.stderr, flush=True)
+        sys.exit(128 + int(request.signal_number or 0))
 
     def _finished(self) -> bool:
         t = self.cfg.trainer
@@ -164,8 +218,8 @@ class Trainer:
             return True
         return False
 
-    def train_step(self, batch: Batch) -> tuple[float, int, float]:
-        """One update; returns (mean token loss, target tokens, seconds)."""
+    def train_step(self, batch: Batch) -> bool:
+        """One update: batch, forward, loss, backward, clip, step. False if skipped (non-finite)."""
         started = time.perf_counter()
         self.model.train()
         self._warmup_lr()
@@ -175,11 +229,30 @@ class Trainer:
         loss = token_loss(logits, batch.tgt_out, self.cfg.optim.label_smoothing) / tokens
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if self.cfg.optim.clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.clip_norm)
+        clip = self.cfg.optim.clip_norm if self.cfg.optim.clip_norm > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        loss_value = float(loss.detach())
+        if not (math.isfinite(loss_value) and math.isfinite(float(grad_norm))):
+            self._skip_step(loss_value, float(grad_norm))
+            return False
         self.optimizer.step()
         self.progress.step += 1
-        return float(loss.detach()), tokens, time.perf_counter() - started
+        self.progress.bad_in_a_row = 0
+        seconds = time.perf_counter() - started
+        self.progress.train_seconds += seconds
+        self.recent = self.recent[-49:] + [(loss_value, tokens, seconds)]
+        return True
+
+    def _skip_step(self, loss: float, grad_norm: float) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.progress.skipped_steps += 1
+        self.progress.bad_in_a_row += 1
+        log.warning("skipped an update at step %d: loss %s, gradient norm %s (%d in a row)", self.progress.step, loss, grad_norm, self.progress.bad_in_a_row)
+        if self.progress.bad_in_a_row >= self.cfg.trainer.max_bad_steps:
+            raise S2SError(
+                f"training diverged: {self.progress.bad_in_a_row} non-finite losses or gradients in a row at step {self.progress.step}; "
+                f"the last good checkpoint is {checkpoint.checkpoint_path(self.run_dir, 'last')}; try a lower optim.lr or optim.clip_norm"
+            )
 
     def _warmup_lr(self) -> None:
         warmup = self.cfg.optim.warmup_steps
@@ -187,8 +260,7 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = self.cfg.optim.lr * (self.progress.step + 1) / warmup
 
-    def _report(self, bar: tqdm, loss: float, tokens: int, seconds: float) -> None:
-        self.recent = self.recent[-49:] + [(loss, tokens, seconds)]
+    def _report(self, bar: tqdm) -> None:
         mean_loss = sum(l for l, _, _ in self.recent) / len(self.recent)
         speed = sum(n for _, n, _ in self.recent) / max(sum(s for _, _, s in self.recent), 1e-9)
         lr = self.optimizer.param_groups[0]["lr"]
@@ -196,6 +268,7 @@ class Trainer:
         bar.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{speed:.0f}", lr=f"{lr:.2e}", epoch=self.progress.epoch + 1, refresh=False)
         if self.progress.step % self.cfg.trainer.log_every == 0:
             log.info("step %d  epoch %d  loss %.4f  ppl %.2f  lr %.2e  %.0f tok/s", self.progress.step, self.progress.epoch + 1, mean_loss, perplexity(mean_loss), lr, speed)
+            self.run_log.record("train", self.progress.step, {"loss": mean_loss, "ppl": perplexity(mean_loss), "lr": lr, "tokens_per_second": speed})
 
     # ----- validation and checkpoints ---------------------------------------------------------
     @torch.inference_mode()
@@ -229,18 +302,21 @@ class Trainer:
         self.progress.validated_at = self.progress.step
         name = self.cfg.trainer.early_stopping_metric
         value = float(metrics[name])
-        improved = self.progress.best_score is None or (value > self.progress.best_score if HIGHER_IS_BETTER[name] else value < self.progress.best_score)
-        if improved and math.isfinite(value):
+        better = self.progress.best_score is None or (value > self.progress.best_score if HIGHER_IS_BETTER[name] else value < self.progress.best_score)
+        improved = better and math.isfinite(value) and math.isfinite(float(metrics["loss"]))  # never a NaN model as best
+        if improved:
             self.progress.best_score, self.progress.best_step, self.progress.stale_validations = value, self.progress.step, 0
+            self.best_metrics = metrics
         else:
             self.progress.stale_validations += 1
-        if self.cfg.optim.scheduler == Scheduler.plateau and self.progress.step >= self.cfg.optim.warmup_steps:
+        if self.cfg.optim.scheduler == Scheduler.plateau and self.progress.step >= self.cfg.optim.warmup_steps and math.isfinite(value):
             self.plateau.step(value)
         state = self._checkpoint_state(metrics)
         checkpoint.save_atomic(state, checkpoint.checkpoint_path(self.run_dir, "last"))
         if improved:
             checkpoint.save_atomic(state, checkpoint.checkpoint_path(self.run_dir, "best"))
-            self.best_metrics = metrics
+        self.run_log.record("valid", self.progress.step, {k: v for k, v in metrics.items() if k != "step"})
+        self.run_log.plot()
         return metrics
 
     def _checkpoint_state(self, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -254,25 +330,34 @@ class Trainer:
             "progress": asdict(self.progress),
             "rng": rng,
             "config": config_as_dict(self.cfg),
+            "vocabulary": {"src": self.data.tokenizers.src.get_piece_size(), "tgt": self.data.tokenizers.tgt.get_piece_size()},
             "metrics": metrics,
+            "best_metrics": self.best_metrics,
         }
 
     def _summary(self, last_metrics: dict[str, Any]) -> dict[str, Any]:
-        best = self.best_metrics or checkpoint.load(checkpoint.checkpoint_path(self.run_dir, "best")).get("metrics", {})
+        """Write metrics.json: best step and metrics (with sacreBLEU signatures), last metrics, times."""
         summary = {
             "run_dir": self.run_dir,
             "steps": self.progress.step,
             "epochs": self.progress.epoch + (1 if self.progress.position else 0),
             "train_seconds": round(self.progress.train_seconds, 1),
+            "wall_seconds": round(time.perf_counter() - self.started, 1),
             "parameters": count_parameters(self.model),
+            "early_stopping_metric": self.cfg.trainer.early_stopping_metric,
             "best_step": self.progress.best_step,
-            "best": best,
+            "best": self.best_metrics or {},
             "last": last_metrics,
+            "skipped_steps": self.progress.skipped_steps,
             "data": self.data.counts,
         }
         with open(os.path.join(self.run_dir, "metrics.json"), "w", encoding="utf-8") as file:
             json.dump(summary, file, indent=2)
-        log.info("done: best %s %.2f at step %d; checkpoints in %s", self.cfg.trainer.early_stopping_metric, self.progress.best_score or 0.0, self.progress.best_step, os.path.join(self.run_dir, checkpoint.CHECKPOINT_DIR))
+        log.info(
+            "done: best %s %.2f at step %d; %d steps in %.0f s; checkpoints in %s",
+            self.cfg.trainer.early_stopping_metric, self.progress.best_score or 0.0, self.progress.best_step,
+            self.progress.step, self.progress.train_seconds, os.path.join(self.run_dir, checkpoint.CHECKPOINT_DIR),
+        )
         return summary
 
 
