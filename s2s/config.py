@@ -48,6 +48,11 @@ class Optimizer(str, Enum):
     adamw = "adamw"
 
 
+class Precision(str, Enum):
+    fp32 = "fp32"  # full precision
+    bf16 = "bf16"  # bfloat16 autocast for the forward pass (CPU with AVX512-BF16, or CUDA)
+
+
 class Scheduler(str, Enum):
     none = "none"  # constant learning rate (after any warm-up)
     plateau = "plateau"  # multiply lr by `factor` when the validation metric stalls
@@ -117,6 +122,7 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.999)  # Adam moment coefficients
     weight_decay: float = 0.0  # L2 (adam) or decoupled (adamw) weight decay
     clip_norm: float = 1.0  # clip the global gradient norm to this (0 disables)
+    accumulate: int = 1  # batches per update on each rank (effective batch: max_tokens x accumulate x ranks)
     label_smoothing: float = 0.1  # label-smoothed cross-entropy; padding is ignored
     teacher_forcing: float = 1.0  # probability of feeding the gold token (<1: scheduled sampling)
     warmup_steps: int = 0  # linear warm-up from 0 to lr over this many steps
@@ -155,6 +161,7 @@ class TrainerConfig:
     reset_best: bool = True  # fine-tune: forget the checkpoint's best validation score
     max_bad_steps: int = 10  # stop after this many non-finite losses or gradients in a row
     tensorboard: bool = True  # write TensorBoard scalars to <run>/tensorboard
+    precision: Precision = Precision.fp32  # fp32, or bf16 autocast for the forward pass
     progress_bar: bool = True  # tqdm progress bar (only shown when stderr is a terminal)
 
 

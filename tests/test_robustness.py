@@ -85,7 +85,7 @@ def test_signal_saves_a_checkpoint_and_says_how_to_resume(tmp_path, signal_numbe
 
 
 def test_non_finite_steps_are_skipped_and_counted(tmp_path, monkeypatch):
-    import s2s.train as train_module
+    import s2s.trainer as train_module
 
     original = train_module.token_loss
     calls = {"n": 0}
@@ -107,7 +107,7 @@ def test_non_finite_steps_are_skipped_and_counted(tmp_path, monkeypatch):
 
 
 def test_diverging_run_stops_with_a_clear_error(tmp_path, monkeypatch):
-    import s2s.train as train_module
+    import s2s.trainer as train_module
 
     original = train_module.token_loss
     monkeypatch.setattr(train_module, "token_loss", lambda l, g, s: original(l, g, s) * (float("inf") if torch.is_grad_enabled() else 1.0))

@@ -97,11 +97,9 @@ class Decoder(nn.Module):
         hidden = hidden.view(batch, self.num_layers, self.hidden_size).transpose(0, 1).contiguous()  # (L, B, H)
         cell = None
         if self.bridge_cell is not None:
-            if encoded.final_cell is not None:
-                cell = self.bridge_cell(encoded.final_cell[-1])  # (B, L*H)
-                cell = cell.view(batch, self.num_layers, self.hidden_size).transpose(0, 1).contiguous()
-            else:
-                cell = torch.zeros_like(hidden)
+            # from the encoder's c_T when it is an LSTM, else from its h_T
+            source = encoded.final_cell[-1] if encoded.final_cell is not None else summary  # (B, C)
+            cell = self.bridge_cell(source).view(batch, self.num_layers, self.hidden_size).transpose(0, 1).contiguous()
         feed = summary.new_zeros(batch, self.output_size)  # (B, F)
         return DecoderState(hidden, cell, feed)
 

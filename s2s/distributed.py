@@ -1,0 +1,103 @@
+"""Data-parallel training under `torchrun`, on PyTorch's own DistributedDataParallel.
+
+torchrun sets RANK, LOCAL_RANK and WORLD_SIZE; with WORLD_SIZE > 1 each process
+joins a process group (NCCL on GPUs, gloo on CPU). Every rank builds the same
+epoch of token-budget batches from the shared seed and takes its own slice, so
+no two ranks see the same batch. Rank 0 alone writes logs, checkpoints and
+validation results; the others wait for its decisions.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+# Validation runs on rank 0 while the others wait in a collective: allow it to take long.
+COLLECTIVE_TIMEOUT = timedelta(hours=3)
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    local_rank: int = 0
+    size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init_from_environment() -> World:
+    """Join the process group torchrun describes (once); a single process gets World()."""
+    if not launched_by_torchrun():
+        return World()
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+        dist.init_process_group(backend=backend, timeout=COLLECTIVE_TIMEOUT)
+    return current()
+
+
+def current() -> World:
+    if not (dist.is_available() and dist.is_initialized()):
+        return World()
+    return World(rank=dist.get_rank(), local_rank=int(os.environ.get("LOCAL_RANK", "0")), size=dist.get_world_size())
+
+
+def shared_run_dir(pattern: str = "outputs/%Y-%m-%d/%H-%M-%S") -> str:
+    """One run directory for all ranks: rank 0 takes the time, the others receive it."""
+    chosen = [time.strftime(pattern) if current().is_main else ""]
+    dist.broadcast_object_list(chosen, src=0)
+    return chosen[0]
+
+
+def broadcast(value: Any) -> Any:
+    """Rank 0's value, on every rank."""
+    if not current().distributed:
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def sum_over_ranks(values: torch.Tensor) -> torch.Tensor:
+    """Element-wise sum over ranks of a small tensor (the input is left unchanged)."""
+    if not current().distributed:
+        return values
+    summed = values.clone()
+    dist.all_reduce(summed, op=dist.ReduceOp.SUM)
+    return summed
+
+
+def gather(value: Any) -> list[Any]:
+    """Every rank's value, in rank order, on every rank."""
+    if not current().distributed:
+        return [value]
+    values: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
+
+
+def barrier() -> None:
+    if current().distributed:
+        dist.barrier()
+
+
+def shutdown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
