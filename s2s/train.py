@@ -9,6 +9,7 @@ import logging
 import os
 import random
 import sys
+import tempfile
 from typing import Any
 
 import hydra
@@ -18,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from s2s import distributed
 from s2s.config import Config, register_configs
-from s2s.errors import user_errors_exit
+from s2s.errors import S2SError, user_errors_exit
 from s2s.overrides import check_overrides
 from s2s.trainer import Trainer
 
@@ -63,9 +64,23 @@ def hydra_main(dict_cfg: DictConfig) -> float | None:
         return float(best) if best is not None else None  # the value sweepers optimize
 
 
+def check_output_dir(args: list[str]) -> None:
+    """Fail early, in one line, if the run directory cannot be written (Hydra would fail later)."""
+    if "-m" in args or "--multirun" in args:
+        return
+    target = next((a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")), "outputs")
+    try:
+        os.makedirs(target, exist_ok=True)
+        with tempfile.TemporaryFile(dir=target):
+            pass
+    except OSError as error:
+        raise S2SError(f"cannot write to the run directory {target}: {error.strerror or error}; choose another with hydra.run.dir=PATH") from None
+
+
 def main() -> None:
     with user_errors_exit():
         check_overrides(sys.argv[1:])
+        check_output_dir(sys.argv[1:])
     if distributed.launched_by_torchrun():
         distributed.init_from_environment()
         if not any(arg.startswith("hydra.run.dir=") for arg in sys.argv[1:]):

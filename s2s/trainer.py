@@ -364,7 +364,11 @@ class Trainer:
         limit = self.cfg.trainer.valid_max_sentences or len(self.data.valid.sources)
         sources, references = self.data.valid.sources[:limit], self.data.valid.references[:limit]
         translator = Translator(self.model, self.data.tokenizers, self.cfg.search, self.device, self.cfg.data.lowercase)
-        hypotheses = [t.text for t in translator.translate(sources)]
+        hypotheses: list[str] = []
+        chunk = 8 * self.cfg.search.batch_size
+        show_bar = self.cfg.trainer.progress_bar and self.world.is_main
+        for start in tqdm(range(0, len(sources), chunk), desc="validate", unit="chunk", leave=False, disable=None if show_bar else True):
+            hypotheses += [t.text for t in translator.translate(sources[start : start + chunk])]
         metrics: dict[str, Any] = {"step": self.progress.step, "loss": round(loss, 4), "ppl": round(perplexity(loss), 2)}
         metrics.update(score(hypotheses, [r.lower() if self.cfg.data.lowercase else r for r in references]))
         log.info(

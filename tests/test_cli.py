@@ -76,6 +76,12 @@ def test_unknown_config_key_is_one_line_with_a_suggestion(tmp_path):
     assert not (tmp_path / "outputs").exists()
 
 
+def test_unwritable_run_directory_is_one_line(tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    line = _one_line_error(run_cli("s2s.train", [f"hydra.run.dir={tmp_path}/a_file/run"], cwd=str(tmp_path)))
+    assert "cannot write to the run directory" in line
+
+
 def test_wrong_type_fails_at_start_up(tmp_path):
     line = _one_line_error(run_cli("s2s.train", ["optim.lr=fast"], cwd=str(tmp_path)))
     assert "optim.lr" in line
