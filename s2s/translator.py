@@ -1,6 +1,7 @@
 """Translate lists of sentences with a trained model: tokenize, batch by length, decode, detokenize.
 
 Used by validation during training, by `s2s.translate` and by `s2s.evaluate`.
+Shapes: B batch, S source length (with EOS), T output length (without EOS).
 """
 
 from __future__ import annotations
@@ -11,22 +12,40 @@ from dataclasses import dataclass
 import torch
 from omegaconf import OmegaConf
 
-from s2s.batching import make_batch
+from s2s.batching import Batch, make_batch, pad
 from s2s.checkpoint import load, resolve_checkpoint
 from s2s.config import Config, SearchConfig
 from s2s.errors import S2SError
 from s2s.model.seq2seq import Seq2Seq
 from s2s.search import Hypothesis, decode
-from s2s.subwords import Tokenizers, load_tokenizers
+from s2s.subwords import BOS, Tokenizers, load_tokenizers
+from s2s.text import split_spans
+
+EOS_LABEL = "</s>"  # the EOS row and column in attention plots
+
+
+@dataclass
+class Alignment:
+    """Attention weights of one translation with the labels of their rows and columns.
+
+    A line translated in parts (see `Translator.translate`) has one block per part,
+    each with its own EOS row and column; weights between parts are zero.
+    """
+
+    weights: torch.Tensor  # (T', S') on the CPU
+    source: list[str]  # S' column labels: source subwords, '</s>' after each part
+    target: list[str]  # T' row labels: output subwords, '</s>' after each part
 
 
 @dataclass
 class Translation:
     text: str  # detokenized best hypothesis
     n_best: list[tuple[str, float]]  # (text, score) best first
-    src_pieces: list[str]  # source subwords (for attention plots)
+    src_pieces: list[str]  # source subwords translated (after any cut)
     tgt_pieces: list[str]  # best hypothesis subwords
-    attention: torch.Tensor | None  # (len(tgt_pieces) + 1, len(src_pieces) + 1) incl. EOS rows/columns
+    attention: Alignment | None = None  # only when asked for
+    src_length: int = 0  # source subwords before any cut
+    truncated: bool = False  # the source was cut to max_tokens subwords
 
 
 class Translator:
@@ -35,33 +54,102 @@ class Translator:
         self.tokenizers, self.search, self.device, self.lowercase = tokenizers, search, device, lowercase
         self.generator = torch.Generator(device=device)
 
-    def translate(self, sentences: list[str], return_attention: bool = False) -> list[Translation]:
-        """One Translation per input sentence, in input order; blank input gives empty output."""
+    @property
+    def has_attention(self) -> bool:
+        return self.model.decoder.attention is not None
+
+    def translate(
+        self, sentences: list[str], return_attention: bool = False, max_tokens: int | None = None, split_long: bool = True
+    ) -> list[Translation]:
+        """One Translation per input sentence, in input order; blank input gives empty output.
+
+        A sentence of more than `max_tokens` source subwords (default: no limit) is
+        either split into parts of at most that many (`split_long`; cut after sentence
+        punctuation where possible), each translated and the outputs joined with a
+        space, or truncated to its first `max_tokens` subwords: a model never saw
+        sources longer than its data.max_len in training, so it translates parts of
+        that size better than the whole. The k-th of the n-best of a split sentence joins the k-th hypotheses of its
+        parts, and its score is their sum.
+        """
+        if max_tokens is not None and max_tokens < 1:
+            raise S2SError(f"max_input_tokens must be at least 1, got {max_tokens}")
         texts = [s.lower() if self.lowercase else s for s in sentences]
         ids = self.tokenizers.encode_src(texts)
-        results: list[Translation | None] = [None] * len(sentences)
-        todo = [i for i, s in enumerate(texts) if s.strip() and ids[i]]
-        for i in set(range(len(sentences))) - set(todo):
-            results[i] = Translation("", [("", 0.0)], [], [], None)
-        todo.sort(key=lambda i: len(ids[i]))  # similar lengths together: little padding
-        for start in range(0, len(todo), self.search.batch_size):
-            chunk = todo[start : start + self.search.batch_size]
-            batch = make_batch([ids[i] for i in chunk], None, chunk).to(self.device)
-            hypotheses = decode(self.model, batch, self.search, self.generator, return_attention)
-            for i, n_best in zip(chunk, hypotheses):
-                results[i] = self._translation(texts[i], n_best)
-        return results  # type: ignore[return-value]
+        parts = [self._parts(i, max_tokens, split_long) if text.strip() else [] for i, text in zip(ids, texts)]
+        decoded = iter(self._decode([p for ps in parts for p in ps], return_attention))
+        return [self._translation(i, ps, [next(decoded) for _ in ps]) for i, ps in zip(ids, parts)]
 
-    def _translation(self, source: str, n_best: list[Hypothesis]) -> Translation:
-        texts = self.tokenizers.decode_tgt([h.tokens for h in n_best])
-        best = n_best[0]
+    def _parts(self, ids: list[int], max_tokens: int | None, split_long: bool) -> list[list[int]]:
+        if not ids:
+            return []
+        if max_tokens is None or len(ids) <= max_tokens:
+            return [ids]
+        if not split_long:
+            return [ids[:max_tokens]]
+        pieces = [self.tokenizers.src.id_to_piece(i) for i in ids]
+        return [ids[start:end] for start, end in split_spans(pieces, max_tokens)]
+
+    def _decode(self, sources: list[list[int]], with_attention: bool) -> list[tuple[list[Hypothesis], torch.Tensor | None]]:
+        """n-best hypotheses (and the best one's attention) per source, batched by similar length."""
+        results: list = [None] * len(sources)
+        order = sorted(range(len(sources)), key=lambda i: len(sources[i]))  # similar lengths together: little padding
+        for start in range(0, len(order), self.search.batch_size):
+            chunk = order[start : start + self.search.batch_size]
+            batch = make_batch([sources[i] for i in chunk], None, chunk).to(self.device)
+            hypotheses = decode(self.model, batch, self.search, self.generator)
+            weights = forced_attention(self.model, batch, [h[0].tokens for h in hypotheses]) if with_attention else [None] * len(chunk)
+            for i, n_best, w in zip(chunk, hypotheses, weights):
+                results[i] = (n_best, w)
+        return results
+
+    def _translation(self, ids: list[int], parts: list[list[int]], decoded: list[tuple[list[Hypothesis], torch.Tensor | None]]) -> Translation:
+        if not parts:
+            return Translation("", [("", 0.0)], [], [], src_length=len(ids))
+        n_best = []
+        for k in range(max(len(hyps) for hyps, _ in decoded)):
+            chosen = [hyps[min(k, len(hyps) - 1)] for hyps, _ in decoded]
+            texts = self.tokenizers.decode_tgt([h.tokens for h in chosen])
+            n_best.append((" ".join(t for t in texts if t), sum(h.score for h in chosen)))
+        best = [hyps[0].tokens for hyps, _ in decoded]
         return Translation(
-            text=texts[0],
-            n_best=[(text, h.score) for text, h in zip(texts, n_best)],
-            src_pieces=self.tokenizers.src_pieces(source),
-            tgt_pieces=self.tokenizers.tgt_pieces(best.tokens),
-            attention=best.attention.cpu() if best.attention is not None else None,
+            text=n_best[0][0],
+            n_best=n_best,
+            src_pieces=[self.tokenizers.src.id_to_piece(i) for part in parts for i in part],
+            tgt_pieces=[self.tokenizers.tgt.id_to_piece(i) for tokens in best for i in tokens],
+            attention=self._alignment(parts, best, [w for _, w in decoded]) if decoded[0][1] is not None else None,
+            src_length=len(ids),
+            truncated=sum(len(p) for p in parts) < len(ids),
         )
+
+    def _alignment(self, parts: list[list[int]], outputs: list[list[int]], weights: list[torch.Tensor]) -> Alignment:
+        src, tgt = self.tokenizers.src, self.tokenizers.tgt
+        return Alignment(
+            weights=torch.block_diag(*weights),  # (T', S')
+            source=[label for part in parts for label in [src.id_to_piece(i) for i in part] + [EOS_LABEL]],
+            target=[label for out in outputs for label in [tgt.id_to_piece(i) for i in out] + [EOS_LABEL]],
+        )
+
+
+@torch.inference_mode()
+def forced_attention(model: Seq2Seq, batch: Batch, outputs: list[list[int]]) -> list[torch.Tensor]:
+    """Attention weights for given outputs, by feeding them back through the model (teacher forcing).
+
+    Search keeps weights only for greedy decoding and sampling; replaying the chosen
+    tokens gives them for any search, and for exactly the tokens printed. Returns,
+    per sentence of `batch`, weights (len(output) + 1, source length + 1) on the CPU:
+    the last row is the step that produced EOS, the last column the source EOS.
+    """
+    memory, state = model.encode(batch.src, batch.src_lengths)
+    if memory.keys is None:
+        raise S2SError("this model has no attention to plot (it was trained with model.decoder.attention=none)")
+    tgt_in = pad(outputs, prefix=BOS).to(batch.src.device)  # (B, T+1)
+    rows = []
+    for t in range(tgt_in.size(1)):
+        _, state, weights = model.step(tgt_in[:, t], state, memory)  # weights (B, S)
+        rows.append(weights)
+    weights = torch.stack(rows, dim=1).cpu()  # (B, T+1, S)
+    lengths = batch.src_lengths.tolist()
+    return [weights[b, : len(out) + 1, : lengths[b]] for b, out in enumerate(outputs)]
 
 
 def pick_device(name: str) -> torch.device:

@@ -1,0 +1,273 @@
+"""Speed benchmark on real Multi30k batches: training tokens/s and decoding sentences/s.
+
+    python scripts/benchmark.py [--run RECIPE_RUN] [--reference-run REFERENCE_RUN] [--data-dir DIR]
+
+Measures the reference shape (embeddings 256, BiLSTM 256 per direction, LSTM decoder 512
+with Bahdanau attention and input feeding, joint sentencepiece vocabulary 8000) and, with
+--run, a recipe's own model. Training speed uses the real training step (s2s.trainer);
+decoding speed uses the real translator on test_2016_flickr, batches of 64 and at most 100
+output tokens, and needs trained runs (--reference-run, --run) so that output lengths are
+realistic. Steady state only: warm-up steps first, then several repetitions, median reported.
+Each part runs in its own process so peak RSS is per part. The last stdout line is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=os.path.join(ROOT, "..", "shared", "data", "multi30k"), help="Multi30k files")
+    parser.add_argument("--run", help="a trained recipe run directory (its own model is measured too)")
+    parser.add_argument("--reference-run", help="a trained reference-shape run directory, for decoding speed")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--train-steps", type=int, default=15, help="timed training steps per repetition")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed warm-up steps / batches")
+    parser.add_argument("--repeats", type=int, default=3, help="repetitions (median reported)")
+    parser.add_argument("--target-tokens", type=int, default=900, help="mean target tokens per training batch")
+    parser.add_argument("--decode-sentences", type=int, default=1000, help="test sentences decoded in batches of 64")
+    parser.add_argument("--b1-sentences", type=int, default=100, help="test sentences decoded one at a time")
+    parser.add_argument("--part", help=argparse.SUPPRESS)  # internal: run one part in a child process
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+# ----- shared pieces ------------------------------------------------------------------------------
+def reference_config(data_dir: str):
+    from s2s.config import Attention, Cell, Config, CorpusFormat, DataConfig, ModelConfig, SubwordConfig
+
+    cfg = Config()
+    cfg.data = DataConfig(name="multi30k", format=CorpusFormat.text, dir=data_dir, src_lang="de", tgt_lang="en", valid_split="val",
+                          test_split="test_2016_flickr", subword=SubwordConfig(vocab_size=8000, joint=True), max_len=100)
+    cfg.model = ModelConfig(embedding_size=256)
+    cfg.model.encoder.cell, cfg.model.encoder.hidden_size = Cell.lstm, 256
+    cfg.model.decoder.cell, cfg.model.decoder.hidden_size, cfg.model.decoder.attention = Cell.lstm, 512, Attention.bahdanau
+    cfg.trainer.tensorboard = False
+    cfg.trainer.progress_bar = False
+    return cfg
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def flops_per_token(cfg, src_vocab: int, tgt_vocab: int, src_per_tgt: float, mean_src_len: float) -> float:
+    """Forward matmul FLOPs per target token (2*m*n*k each), the source side scaled by src/tgt length."""
+    m, enc, dec = cfg.model, cfg.model.encoder, cfg.model.decoder
+    embed, hidden_enc, hidden_dec = m.embedding_size, enc.hidden_size, dec.hidden_size
+    gates = {"lstm": 4, "peephole_lstm": 4, "gru": 3, "rnn": 1}
+    context = 2 * hidden_enc
+    feed = (embed if m.tie_target_embeddings else hidden_dec)
+    macs_src = 0.0
+    width = embed
+    for _ in range(enc.num_layers):  # both directions
+        macs_src += 2 * gates[enc.cell.value] * hidden_enc * (width + hidden_enc)
+        width = context
+    attention = dec.attention.value
+    if attention in ("bahdanau", "luong_general"):
+        macs_src += context * hidden_dec  # keys projected once per source token
+    step_input = embed + (feed if dec.input_feeding and attention != "none" else 0) + (context if attention == "none" else 0)
+    macs_tgt = 0.0
+    width = step_input
+    for _ in range(dec.num_layers):
+        macs_tgt += gates[dec.cell.value] * hidden_dec * (width + hidden_dec)
+        width = hidden_dec
+    if attention == "bahdanau":
+        macs_tgt += hidden_dec * hidden_dec + mean_src_len * hidden_dec + mean_src_len * context
+    elif attention != "none":
+        macs_tgt += mean_src_len * hidden_dec + mean_src_len * context
+    macs_tgt += (hidden_dec + context) * feed + feed * tgt_vocab  # combine, output projection
+    return 2.0 * (macs_tgt + src_per_tgt * macs_src)
+
+
+def matmul_peak_gflops(dtype_name: str, trials: int = 7, size: int = 2048) -> float:
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    best = float("inf")
+    for _ in range(trials):
+        started = time.perf_counter()
+        torch.matmul(a, b)
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best / 1e9
+
+
+# ----- parts (each in its own process) ----------------------------------------------------------
+def part_train(args: argparse.Namespace, precision: str) -> dict:
+    import torch
+
+    from s2s.config import Precision
+    from s2s.trainer import Trainer
+    from s2s.translator import config_from_dict
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    if args.model == "reference":
+        cfg = reference_config(args.data_dir)
+    else:
+        cfg = config_from_dict(_yaml(args.run))
+        cfg.data.dir = args.data_dir
+        cfg.trainer.tensorboard, cfg.trainer.progress_bar = False, False
+    cfg.trainer.precision = Precision(precision)
+    cfg.device = "cpu" if not torch.cuda.is_available() else "cuda"
+    with tempfile.TemporaryDirectory() as run_dir:
+        cfg.data.max_tokens = _max_tokens_for(cfg, args.target_tokens, run_dir) if args.model == "reference" else cfg.data.max_tokens
+        trainer = Trainer(cfg, run_dir)
+        batches = trainer.data.train.epoch_batches(0)
+        made = [trainer.data.train.batch(b) for b in batches[: args.warmup + args.train_steps * args.repeats]]
+        for batch in made[: args.warmup]:
+            trainer.train_step([batch])
+        speeds = []
+        for r in range(args.repeats):
+            chunk = made[args.warmup + r * args.train_steps : args.warmup + (r + 1) * args.train_steps]
+            _sync()
+            started = time.perf_counter()
+            for batch in chunk:
+                trainer.train_step([batch])
+            _sync()
+            speeds.append(sum(b.num_tgt_tokens for b in chunk) / (time.perf_counter() - started))
+        src_tokens = sum(int(b.src_lengths.sum()) - len(b.src_lengths) for b in made)
+        tgt_tokens = sum(b.num_tgt_tokens for b in made)
+        return {
+            "tok_per_s": statistics.median(speeds),
+            "batch_target_tokens": tgt_tokens / len(made),
+            "max_tokens": cfg.data.max_tokens,
+            "params": sum(p.numel() for p in trainer.model.parameters()),
+            "flops_per_tok": flops_per_token(cfg, trainer.data.tokenizers.src.get_piece_size(), trainer.data.tokenizers.tgt.get_piece_size(),
+                                             src_tokens / tgt_tokens, src_tokens / sum(len(b.src_lengths) for b in made)) * 3,
+            "peak_rss_mb": peak_rss_mb(),
+        }
+
+
+def _yaml(run_dir: str) -> dict:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(os.path.join(run_dir, "config.yaml")))
+
+
+def _sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _max_tokens_for(cfg, target_tokens: int, run_dir: str) -> int:
+    """The token budget whose batches hold `target_tokens` real target tokens on average."""
+    from s2s.batching import token_budget_batches
+    from s2s.data import prepare_training_data
+
+    data = prepare_training_data(cfg.data, run_dir, cfg.seed)
+    src, tgt = data.train.src_lengths, data.train.tgt_lengths
+    low, high = 100, 20000
+    while high - low > 10:
+        middle = (low + high) // 2
+        batches = token_budget_batches(src, tgt, middle)
+        mean = sum(int(tgt[i]) + 1 for b in batches for i in b) / len(batches)
+        low, high = (middle, high) if mean < target_tokens else (low, middle)
+    return high
+
+
+def part_decode(args: argparse.Namespace, run_dir: str) -> dict:
+    import torch
+
+    from s2s.corpus import load_split
+    from s2s.translator import load_translator
+
+    torch.set_num_threads(args.threads)
+    results: dict = {}
+    overrides = ["batch_size=64", "max_len_a=0", "max_len_b=100"]
+    translator, cfg, _ = load_translator(run_dir, "best", "auto", overrides + ["beam_size=1"])
+    cfg.data.dir = args.data_dir
+    test = load_split(cfg.data, cfg.data.test_split)
+    sources = list(test["src"])[: args.decode_sentences]
+    references = list(test["tgt"])[: args.decode_sentences]
+    for name, beam, batch_size, count in (("greedy", 1, 64, len(sources)), ("beam5", 5, 64, len(sources)),
+                                          ("greedy_b1", 1, 1, args.b1_sentences), ("beam5_b1", 5, 1, args.b1_sentences)):
+        translator.search.beam_size, translator.search.batch_size, translator.search.length_penalty = beam, batch_size, 1.0
+        chosen = sources[:count]
+        translator.translate(chosen[: max(batch_size * 2, 8)])  # warm-up
+        speeds = []
+        for _ in range(args.repeats):
+            _sync()
+            started = time.perf_counter()
+            outputs = translator.translate(chosen)
+            _sync()
+            speeds.append(len(chosen) / (time.perf_counter() - started))
+        results[f"{name}_sent_per_s"] = statistics.median(speeds)
+        if name == "greedy":
+            results["mean_hyp_len"] = statistics.mean(len(o.tgt_pieces) + 1 for o in outputs)
+            results["mean_ref_len"] = statistics.mean(len(translator.tokenizers.tgt.encode(r)) + 1 for r in references)
+    results["peak_rss_mb"] = peak_rss_mb()
+    return results
+
+
+def run_part(args: argparse.Namespace, *extra: str) -> dict:
+    command = [sys.executable, os.path.abspath(__file__), *extra, "--data-dir", args.data_dir, "--threads", str(args.threads),
+               "--train-steps", str(args.train_steps), "--warmup", str(args.warmup), "--repeats", str(args.repeats),
+               "--target-tokens", str(args.target_tokens), "--decode-sentences", str(args.decode_sentences), "--b1-sentences", str(args.b1_sentences)]
+    if args.run:
+        command += ["--run", args.run]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"error: benchmark part {extra} failed: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.returncode}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    args = parse_args()
+    if args.part:
+        if args.part.startswith("train"):
+            print(json.dumps(part_train(args, args.part.split("-")[1])))
+        else:
+            print(json.dumps(part_decode(args, args.part.split("=", 1)[1])))
+        return
+    if not os.path.isdir(args.data_dir):
+        raise SystemExit(f"error: --data-dir {args.data_dir} does not exist")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    out: dict = {"threads": args.threads, "device": "cuda" if torch.cuda.is_available() else "cpu"}
+    out["matmul_peak_gflops"] = round(matmul_peak_gflops("float32"), 1)
+    out["matmul_peak_gflops_bf16"] = round(matmul_peak_gflops("bfloat16"), 1)
+    ref32 = run_part(args, "--part", "train-fp32", "--model", "reference")
+    ref16 = run_part(args, "--part", "train-bf16", "--model", "reference")
+    out.update(ref_train_tok_per_s=round(ref32["tok_per_s"]), ref_train_tok_per_s_bf16=round(ref16["tok_per_s"]),
+               ref_flops_per_tok=round(ref32["flops_per_tok"]), ref_params=ref32["params"],
+               ref_batch_target_tokens=round(ref32["batch_target_tokens"]), ref_max_tokens=ref32["max_tokens"],
+               train_peak_rss_mb=round(ref32["peak_rss_mb"]))
+    out["ref_train_peak_fraction"] = round(ref32["tok_per_s"] * ref32["flops_per_tok"] / 1e9 / out["matmul_peak_gflops"], 3)
+    if args.reference_run:
+        decoded = run_part(args, f"--part=decode={args.reference_run}")
+        out.update({f"ref_{k}": round(v, 2) for k, v in decoded.items() if k != "peak_rss_mb"})
+        out["decode_peak_rss_mb"] = round(decoded["peak_rss_mb"])
+    if args.run:
+        own = run_part(args, "--part", "train-fp32", "--model", "recipe")
+        out.update(train_tok_per_s=round(own["tok_per_s"]), params=own["params"], flops_per_tok=round(own["flops_per_tok"]),
+                   train_peak_fraction=round(own["tok_per_s"] * own["flops_per_tok"] / 1e9 / out["matmul_peak_gflops"], 3))
+        decoded = run_part(args, f"--part=decode={args.run}")
+        out.update(greedy_sent_per_s=round(decoded["greedy_sent_per_s"], 1), beam5_sent_per_s=round(decoded["beam5_sent_per_s"], 1),
+                   mean_hyp_len=round(decoded["mean_hyp_len"], 2))
+    out["seconds"] = round(time.perf_counter() - started, 1)
+    width = max(len(k) for k in out)
+    for key, value in out.items():
+        print(f"{key:<{width}}  {value}")
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
