@@ -126,7 +126,11 @@ class Trainer:
     def _make_optimizer(self) -> torch.optim.Optimizer:
         o = self.cfg.optim
         kind = torch.optim.AdamW if o.name == Optimizer.adamw else torch.optim.Adam
-        return kind(self.model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        settings = dict(lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        try:  # one fused kernel per update instead of several per parameter tensor
+            return kind(self.model.parameters(), fused=True, **settings)
+        except (RuntimeError, TypeError):  # older torch builds without fused Adam for this device
+            return kind(self.model.parameters(), **settings)
 
     def _resume_source(self) -> str | None:
         """The checkpoint to continue from: trainer.resume=auto (this run dir) or a run dir / file."""

@@ -1,0 +1,79 @@
+"""Where does a training step (or a decoding batch) spend its time? torch.profiler on the reference shape.
+
+    python scripts/profile_step.py [--batch 64] [--src-len 15] [--tgt-len 14] [--steps 10] [--decode]
+
+Synthetic equal-length batches of random ids (vocabulary 8000), so the numbers isolate the
+model and the loop from data loading. Prints the operators with the most self CPU time and
+the step rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from s2s.batching import make_batch  # noqa: E402
+from s2s.config import ModelConfig, SearchConfig  # noqa: E402
+from s2s.model.seq2seq import Seq2Seq  # noqa: E402
+from s2s.search import decode  # noqa: E402
+from s2s.trainer import token_loss  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--src-len", type=int, default=15)
+    parser.add_argument("--tgt-len", type=int, default=14)
+    parser.add_argument("--vocab", type=int, default=8000)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    parser.add_argument("--decode", action="store_true", help="profile greedy decoding instead of training")
+    parser.add_argument("--rows", type=int, default=25)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = Seq2Seq(ModelConfig(), args.vocab, args.vocab)  # the defaults are the reference shape
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    ids = lambda n: torch.randint(4, args.vocab, (args.batch, n)).tolist()  # noqa: E731
+    batch = make_batch(ids(args.src_len - 1), ids(args.tgt_len - 1), list(range(args.batch)))
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16)
+
+    def train_step() -> None:
+        model.train()
+        with autocast:
+            logits = model(batch.src, batch.src_lengths, batch.tgt_in)
+        loss = token_loss(logits, batch.tgt_out, 0.1) / batch.num_tgt_tokens
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+
+    def decode_step() -> None:
+        model.eval()
+        decode(model, batch, SearchConfig(beam_size=1, max_len_a=0, max_len_b=args.tgt_len))
+
+    step = decode_step if args.decode else train_step
+    for _ in range(3):
+        step()
+    started = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    seconds = (time.perf_counter() - started) / args.steps
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(args.steps):
+            step()
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
+    tokens = args.batch * args.tgt_len
+    print(f"{seconds * 1000:.1f} ms per {'decoding batch' if args.decode else 'step'}; {tokens / seconds:.0f} target tokens/s")
+
+
+if __name__ == "__main__":
+    main()
