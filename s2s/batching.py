@@ -1,13 +1,17 @@
 """Token-budget batches of similar-length sentences, padded into tensors with their lengths.
 
-Shapes: B batch, S source length, T target length (including BOS or EOS).
+Shapes: B batch, S source length, T target length (including BOS or EOS), N sentences in a corpus.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 from typing import Iterator, Sequence
 
+import datasets
+import numpy as np
+import pyarrow.compute as pc
 import torch
 
 from s2s.subwords import BOS, EOS, PAD
@@ -32,12 +36,17 @@ class Batch:
 
 def pad(sequences: Sequence[Sequence[int]], prefix: int | None = None, suffix: int | None = None) -> torch.Tensor:
     """Pad id lists into a (B, L) tensor, optionally adding a first and/or last token to each."""
-    extra = (prefix is not None) + (suffix is not None)
-    width = max(len(s) for s in sequences) + extra
-    out = torch.full((len(sequences), width), PAD, dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        full = ([prefix] if prefix is not None else []) + list(seq) + ([suffix] if suffix is not None else [])
-        out[row, : len(full)] = torch.tensor(full, dtype=torch.long)
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)  # (B,)
+    offset = int(prefix is not None)
+    width = int(lengths.max()) + offset + (suffix is not None)
+    out = torch.full((len(sequences), width), PAD, dtype=torch.long)  # (B, L)
+    columns = torch.arange(width)  # (L,)
+    inside = (columns >= offset) & (columns < offset + lengths[:, None])  # (B, L), row-major like the ids
+    out[inside] = torch.tensor(list(chain.from_iterable(sequences)), dtype=torch.long)
+    if prefix is not None:
+        out[:, 0] = prefix
+    if suffix is not None:
+        out[torch.arange(len(sequences)), offset + lengths] = suffix
     return out
 
 
@@ -51,6 +60,58 @@ def make_batch(src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]] | None
     return Batch(src_tensor, lengths, pad(tgt, prefix=BOS), pad(tgt, suffix=EOS), index_tensor)
 
 
+@dataclass
+class BatchPlan:
+    """The batches of one epoch as slices of a single permutation, a few bytes per sentence.
+
+    The batch at position p of the epoch holds order[starts[k]:starts[k + 1]], k = shuffle[p].
+    """
+
+    order: np.ndarray  # (N,) sentence indices, sorted by length
+    starts: np.ndarray  # (batches + 1,) where each batch begins in `order`, then N
+    shuffle: np.ndarray  # (batches,) which batch comes at each position of the epoch
+
+    def __len__(self) -> int:
+        return len(self.shuffle)
+
+    def indices(self, position: int) -> list[int]:
+        k = self.shuffle[position]
+        return self.order[self.starts[k] : self.starts[k + 1]].tolist()
+
+
+def plan_batches(
+    src_lengths: Sequence[int] | np.ndarray, tgt_lengths: Sequence[int] | np.ndarray, max_tokens: int, generator: torch.Generator | None = None
+) -> BatchPlan:
+    """Group sentence indices into batches whose padded size fits `max_tokens` (see token_budget_batches)."""
+    src, tgt = np.asarray(src_lengths), np.asarray(tgt_lengths)
+    count = len(src)
+    order = torch.randperm(count, generator=generator).numpy() if generator is not None else np.arange(count)
+    # a stable sort by source length, then target length, keeps the random order among equal pairs
+    order = order[np.lexsort((tgt[order], src[order]))].astype(np.int32 if count < 2**31 else np.int64)
+    longest = np.maximum(src, tgt)[order] + 1  # (N,) padded width of each sentence, in sorted order
+    starts = _batch_starts(longest, max_tokens)
+    shuffle = torch.randperm(len(starts) - 1, generator=generator).numpy() if generator is not None else np.arange(len(starts) - 1)
+    return BatchPlan(order, starts, shuffle)
+
+
+def _batch_starts(longest: np.ndarray, max_tokens: int) -> np.ndarray:
+    """Greedy packing in order: a sentence joins the current batch while (count x widest) fits.
+
+    One step per batch, not per sentence: the padded sizes of the candidate batches
+    starting at `start` are cumulative maxima times counts, which never decrease, so the
+    batch ends where they first pass the budget. A batch of n sentences has
+    n * longest[start] <= max_tokens, which bounds the window looked at.
+    """
+    starts = [0]
+    start, count = 0, len(longest)
+    while start < count:
+        window = longest[start : start + max(1, max_tokens // int(longest[start]))]
+        sizes = np.maximum.accumulate(window) * np.arange(1, len(window) + 1)
+        start += max(1, int(np.searchsorted(sizes, max_tokens, side="right")))
+        starts.append(start)
+    return np.asarray(starts, dtype=np.int64)
+
+
 def token_budget_batches(
     src_lengths: Sequence[int], tgt_lengths: Sequence[int], max_tokens: int, generator: torch.Generator | None = None
 ) -> list[list[int]]:
@@ -61,53 +122,59 @@ def token_budget_batches(
     small. The padded size of a batch is its count times its longest side
     (+1 for EOS/BOS). With a generator, the batch order is shuffled too.
     """
-    count = len(src_lengths)
-    src = torch.as_tensor(src_lengths, dtype=torch.long)
-    tgt = torch.as_tensor(tgt_lengths, dtype=torch.long)
-    order = torch.randperm(count, generator=generator) if generator is not None else torch.arange(count)
-    # stable sorts: by source length, then target length, keeping the random tie order
-    order = order[torch.sort(tgt[order], stable=True).indices]
-    order = order[torch.sort(src[order], stable=True).indices]
-    longest = torch.maximum(src, tgt)[order] + 1
-    batches: list[list[int]] = []
-    current: list[int] = []
-    current_max = 0
-    for index, length in zip(order.tolist(), longest.tolist()):
-        new_max = max(current_max, length)
-        if current and new_max * (len(current) + 1) > max_tokens:
-            batches.append(current)
-            current, new_max = [], length
-        current.append(index)
-        current_max = new_max
-    if current:
-        batches.append(current)
-    if generator is not None:
-        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
-    return batches
+    plan = plan_batches(src_lengths, tgt_lengths, max_tokens, generator)
+    return [plan.indices(position) for position in range(len(plan))]
+
+
+def sequence_lengths(dataset: datasets.Dataset, column: str, chunk: int = 100_000) -> np.ndarray:
+    """The lengths of the id sequences in `column`, computed in Arrow a chunk at a time: (N,) int32."""
+    lengths = np.empty(len(dataset), dtype=np.int32)
+    done = 0
+    for table in dataset.select_columns([column]).with_format("arrow").iter(batch_size=chunk):
+        part = pc.list_value_length(table[column]).to_numpy()
+        lengths[done : done + len(part)] = part
+        done += len(part)
+    return lengths
 
 
 class TrainBatches:
-    """The training batches of each epoch, reproducible from (seed, epoch) so a run can resume mid-epoch."""
+    """The training batches of each epoch, reproducible from (seed, epoch) so a run can resume mid-epoch.
 
-    def __init__(self, src_ids: list[list[int]], tgt_ids: list[list[int]], max_tokens: int, seed: int):
-        self.src_ids, self.tgt_ids = src_ids, tgt_ids
-        self.src_lengths = [len(s) for s in src_ids]
-        self.tgt_lengths = [len(t) for t in tgt_ids]
+    The id sequences stay in `pairs` (Arrow, memory-mapped when it is on disk; columns
+    `src_ids` and `tgt_ids`); only their lengths are held in memory, as int32 arrays,
+    and the rows of a batch are read when the batch is made.
+    """
+
+    def __init__(self, pairs: datasets.Dataset, max_tokens: int, seed: int):
+        self.pairs = pairs.select_columns(["src_ids", "tgt_ids"]).with_format(None)
+        self.src_lengths = sequence_lengths(self.pairs, "src_ids")  # (N,)
+        self.tgt_lengths = sequence_lengths(self.pairs, "tgt_ids")  # (N,)
         self.max_tokens, self.seed = max_tokens, seed
+        self._plan: tuple[int, BatchPlan] | None = None  # the latest epoch's plan: train.py asks twice
+
+    def plan(self, epoch: int) -> BatchPlan:
+        if self._plan is None or self._plan[0] != epoch:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            self._plan = (epoch, plan_batches(self.src_lengths, self.tgt_lengths, self.max_tokens, generator))
+        return self._plan[1]
+
+    def num_batches(self, epoch: int) -> int:
+        return len(self.plan(epoch))
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        return token_budget_batches(self.src_lengths, self.tgt_lengths, self.max_tokens, generator)
+        plan = self.plan(epoch)
+        return [plan.indices(position) for position in range(len(plan))]
 
     def iterate(self, epoch: int, start: int = 0) -> Iterator[tuple[int, Batch]]:
         """Yield (position in epoch, batch), skipping the first `start` batches (resume)."""
-        for position, indices in enumerate(self.epoch_batches(epoch)):
-            if position >= start:
-                yield position, self.batch(indices)
+        plan = self.plan(epoch)
+        for position in range(max(start, 0), len(plan)):
+            yield position, self.batch(plan.indices(position))
 
     def batch(self, indices: list[int]) -> Batch:
-        return make_batch([self.src_ids[i] for i in indices], [self.tgt_ids[i] for i in indices], indices)
+        rows = self.pairs[indices]  # reads just these rows from Arrow
+        return make_batch(rows["src_ids"], rows["tgt_ids"], indices)
 
     @property
     def num_tokens(self) -> int:
-        return sum(self.tgt_lengths) + len(self.tgt_lengths)
+        return int(self.tgt_lengths.sum(dtype=np.int64)) + len(self.tgt_lengths)

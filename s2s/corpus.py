@@ -4,6 +4,10 @@ Sources: the embedded generated dates task, local files (plain-text pairs, TSV,
 JSONL) and, for users who are online, a dataset on the HuggingFace hub. Every
 problem a user can fix (missing file, mismatched line counts, empty corpus)
 raises `S2SError` naming the file.
+
+Local files are read by `datasets` into its cache as Arrow and memory-mapped, and
+every transformation runs batch by batch, so a corpus never sits in memory as
+Python lists.
 """
 
 from __future__ import annotations
@@ -11,12 +15,15 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import Callable
 
 import datasets
 
 from s2s.config import CorpusFormat, DataConfig
 from s2s.dates import make_date_splits
 from s2s.errors import S2SError
+
+_PAIR_FEATURES = datasets.Features({"src": datasets.Value("string"), "tgt": datasets.Value("string")})
 
 datasets.logging.set_verbosity_error()
 if not sys.stderr.isatty():
@@ -39,8 +46,12 @@ def load_split(cfg: DataConfig, split: str, seed: int = 0) -> datasets.Dataset:
     if len(dataset) == 0:
         raise S2SError(f"the {split!r} split of corpus {cfg.name!r} is empty")
     if cfg.lowercase:
-        dataset = dataset.map(lambda row: {"src": row["src"].lower(), "tgt": row["tgt"].lower()})
+        dataset = dataset.map(_lowercase, batched=True, desc="lowercasing")
     return dataset
+
+
+def _lowercase(batch: dict[str, list[str]]) -> dict[str, list[str]]:
+    return {"src": [s.lower() for s in batch["src"]], "tgt": [t.lower() for t in batch["tgt"]]}
 
 
 def _load_dates(cfg: DataConfig, split: str, seed: int) -> datasets.Dataset:
@@ -73,10 +84,10 @@ def _existing_file(path: str, split: str) -> str:
     return path
 
 
-def _load_lines(path: str) -> list[str]:
-    """Read a UTF-8 file as lines via `datasets`' text builder (cached as Arrow)."""
+def _load_column(path: str, column: str) -> datasets.Dataset:
+    """Read a UTF-8 file as one string column via `datasets`' text builder (cached as Arrow, memory-mapped)."""
     if os.path.getsize(path) == 0:
-        return []
+        return datasets.Dataset.from_dict({column: []}, features=datasets.Features({column: datasets.Value("string")}))
     try:
         dataset = datasets.load_dataset("text", data_files={"lines": path}, split="lines")
     except Exception as error:  # datasets wraps decoding errors in its own exception types
@@ -86,50 +97,77 @@ def _load_lines(path: str) -> list[str]:
         if isinstance(cause, UnicodeDecodeError):
             raise S2SError(f"{path} is not valid UTF-8 ({cause.reason} at byte {cause.start})") from None
         raise S2SError(f"cannot read {path}: {type(error).__name__}: {error}") from None
-    return list(dataset["text"])
+    return dataset if column == "text" else dataset.rename_column("text", column)
 
 
 def _load_text_pair(cfg: DataConfig, split: str) -> datasets.Dataset:
     directory = _corpus_dir(cfg)
     src_path = _existing_file(os.path.join(directory, f"{split}.{cfg.src_lang}"), split)
     tgt_path = _existing_file(os.path.join(directory, f"{split}.{cfg.tgt_lang}"), split)
-    src, tgt = _load_lines(src_path), _load_lines(tgt_path)
+    src, tgt = _load_column(src_path, "src"), _load_column(tgt_path, "tgt")
     if len(src) != len(tgt):
         raise S2SError(
             f"line counts differ: {src_path} has {len(src)} lines, {tgt_path} has {len(tgt)}; "
             "source and target files must be aligned line by line"
         )
-    return datasets.Dataset.from_dict({"src": src, "tgt": tgt})
+    return datasets.concatenate_datasets([src, tgt], axis=1)
 
 
-def _load_tsv(cfg: DataConfig, split: str) -> datasets.Dataset:
-    path = _existing_file(os.path.join(_corpus_dir(cfg), f"{split}.tsv"), split)
+def _pairs_from_lines(path: str, parse: Callable[..., dict[str, list[str]]], **kwargs: str) -> datasets.Dataset:
+    """Turn the lines of a file into pairs, a batch at a time: `parse(batch, row indices, path, **kwargs)`.
+
+    The row index of a line is its line number minus one, so errors can name the line.
+    """
+    lines = _load_column(path, "text")
+    if len(lines) == 0:
+        return datasets.Dataset.from_dict({"src": [], "tgt": []}, features=_PAIR_FEATURES)
+    return lines.map(
+        parse,
+        batched=True,
+        with_indices=True,
+        remove_columns=["text"],
+        features=_PAIR_FEATURES,
+        fn_kwargs={"path": path, **kwargs},
+        desc=f"reading {os.path.basename(path)}",
+    )
+
+
+def _parse_tsv(batch: dict[str, list[str]], indices: list[int], path: str) -> dict[str, list[str]]:
     src, tgt = [], []
-    for number, line in enumerate(_load_lines(path), start=1):
+    for index, line in zip(indices, batch["text"]):
         fields = line.split("\t")
         if len(fields) != 2:
-            raise S2SError(f"{path}:{number}: expected source<TAB>target, found {len(fields)} field(s)")
+            raise S2SError(f"{path}:{index + 1}: expected source<TAB>target, found {len(fields)} field(s)")
         src.append(fields[0])
         tgt.append(fields[1])
-    return datasets.Dataset.from_dict({"src": src, "tgt": tgt})
+    return {"src": src, "tgt": tgt}
 
 
-def _load_jsonl(cfg: DataConfig, split: str) -> datasets.Dataset:
-    path = _existing_file(os.path.join(_corpus_dir(cfg), f"{split}.jsonl"), split)
+def _parse_jsonl(batch: dict[str, list[str]], indices: list[int], path: str, src_lang: str, tgt_lang: str) -> dict[str, list[str]]:
     src, tgt = [], []
-    for number, line in enumerate(_load_lines(path), start=1):
+    for index, line in zip(indices, batch["text"]):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as error:
-            raise S2SError(f"{path}:{number}: invalid JSON ({error.msg})") from None
+            raise S2SError(f"{path}:{index + 1}: invalid JSON ({error.msg})") from None
         pair = row.get("translation", row) if isinstance(row, dict) else None
-        if not isinstance(pair, dict) or cfg.src_lang not in pair or cfg.tgt_lang not in pair:
-            raise S2SError(f"{path}:{number}: expected an object with keys {cfg.src_lang!r} and {cfg.tgt_lang!r}")
-        src.append(str(pair[cfg.src_lang]))
-        tgt.append(str(pair[cfg.tgt_lang]))
-    return datasets.Dataset.from_dict({"src": src, "tgt": tgt})
+        if not isinstance(pair, dict) or src_lang not in pair or tgt_lang not in pair:
+            raise S2SError(f"{path}:{index + 1}: expected an object with keys {src_lang!r} and {tgt_lang!r}")
+        src.append(str(pair[src_lang]))
+        tgt.append(str(pair[tgt_lang]))
+    return {"src": src, "tgt": tgt}
+
+
+def _load_tsv(cfg: DataConfig, split: str) -> datasets.Dataset:
+    path = _existing_file(os.path.join(_corpus_dir(cfg), f"{split}.tsv"), split)
+    return _pairs_from_lines(path, _parse_tsv)
+
+
+def _load_jsonl(cfg: DataConfig, split: str) -> datasets.Dataset:
+    path = _existing_file(os.path.join(_corpus_dir(cfg), f"{split}.jsonl"), split)
+    return _pairs_from_lines(path, _parse_jsonl, src_lang=cfg.src_lang, tgt_lang=cfg.tgt_lang)
 
 
 def _load_hub(cfg: DataConfig, split: str) -> datasets.Dataset:

@@ -1,5 +1,11 @@
 """Everything training needs from the corpus: tokenizers, encoded and filtered pairs, batches.
 
+The training split stays in Arrow from file to batch: sentencepiece learns from a bounded
+sample read a batch at a time, the subword ids are written by `Dataset.map` into Arrow
+files in a temporary directory (memory-mapped), empty and over-long pairs are dropped with
+`Dataset.filter`, and batching holds only the lengths. Memory therefore does not grow with
+the corpus beyond a few bytes per sentence. The validation split is small and kept in memory.
+
 Shapes are not made here; see batching.py for the tensors.
 """
 
@@ -8,7 +14,14 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import tempfile
+import weakref
 from dataclasses import dataclass, field
+from typing import Iterator
+
+import datasets
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from s2s.batching import Batch, TrainBatches, make_batch, token_budget_batches
 from s2s.config import DataConfig
@@ -17,6 +30,8 @@ from s2s.errors import S2SError
 from s2s.subwords import Tokenizers, load_tokenizers, tokenizer_files, train_tokenizers
 
 log = logging.getLogger(__name__)
+
+READ_BATCH = 10_000  # rows read from Arrow at a time when streaming over a column
 
 
 @dataclass
@@ -34,8 +49,14 @@ class TrainingData:
     counts: dict[str, int] = field(default_factory=dict)  # what was read, dropped and kept
 
 
-def prepare_tokenizers(cfg: DataConfig, sources: list[str], targets: list[str], run_dir: str, reuse_from: str | None, seed: int) -> Tokenizers:
-    """Reuse the tokenizers of the run being resumed (copied into this run), else train new ones."""
+def iter_texts(dataset: datasets.Dataset, column: str, batch_size: int = READ_BATCH) -> Iterator[str]:
+    """The strings of one column, read from Arrow `batch_size` rows at a time (never the whole column)."""
+    for rows in dataset.select_columns([column]).iter(batch_size=batch_size):
+        yield from rows[column]
+
+
+def prepare_tokenizers(cfg: DataConfig, train: datasets.Dataset, run_dir: str, reuse_from: str | None, seed: int) -> Tokenizers:
+    """Reuse the tokenizers of the run being resumed (copied into this run), else train new ones on `train`."""
     if reuse_from is not None:
         for path in tokenizer_files(reuse_from):
             destination = os.path.join(run_dir, os.path.basename(path))
@@ -43,11 +64,11 @@ def prepare_tokenizers(cfg: DataConfig, sources: list[str], targets: list[str], 
                 shutil.copyfile(path, destination)
         return load_tokenizers(run_dir)
     log.info("training sentencepiece (%s, vocabulary %d, %s)", cfg.subword.model_type.value, cfg.subword.vocab_size, "joint" if cfg.subword.joint else "separate")
-    return train_tokenizers(sources, targets, cfg.subword, run_dir, seed)
+    return train_tokenizers(iter_texts(train, "src"), iter_texts(train, "tgt"), cfg.subword, run_dir, seed)
 
 
 def encode_pairs(tokenizers: Tokenizers, sources: list[str], targets: list[str], max_len: int) -> tuple[list[list[int]], list[list[int]], dict[str, int]]:
-    """Encode pairs to subword ids, dropping pairs with an empty side or a side over max_len."""
+    """Encode in-memory pairs to subword ids, dropping pairs with an empty side or a side over max_len."""
     src_ids, tgt_ids = tokenizers.encode_src(sources), tokenizers.encode_tgt(targets)
     kept_src, kept_tgt = [], []
     empty = too_long = 0
@@ -62,28 +83,89 @@ def encode_pairs(tokenizers: Tokenizers, sources: list[str], targets: list[str],
     return kept_src, kept_tgt, {"read": len(src_ids), "dropped_empty": empty, "dropped_too_long": too_long, "kept": len(kept_src)}
 
 
-def prepare_training_data(cfg: DataConfig, run_dir: str, seed: int, reuse_tokenizers_from: str | None = None) -> TrainingData:
-    """Load train and valid splits, get tokenizers, encode, filter and batch."""
-    train = load_split(cfg, cfg.train_split, seed)
-    valid = load_split(cfg, cfg.valid_split, seed)
-    sources, targets = list(train["src"]), list(train["tgt"])
-    valid_sources, valid_targets = list(valid["src"]), list(valid["tgt"])
-    tokenizers = prepare_tokenizers(cfg, sources, targets, run_dir, reuse_tokenizers_from, seed)
-    src_ids, tgt_ids, counts = encode_pairs(tokenizers, sources, targets, cfg.max_len)
+def _encode_batch(rows: dict[str, list[str]], tokenizers: Tokenizers) -> dict[str, list[list[int]]]:
+    return {"src_ids": tokenizers.encode_src(rows["src"]), "tgt_ids": tokenizers.encode_tgt(rows["tgt"])}
+
+
+def _both_sides_non_empty(rows: pa.Table) -> pa.ChunkedArray:
+    return pc.and_(pc.greater(pc.list_value_length(rows["src_ids"]), 0), pc.greater(pc.list_value_length(rows["tgt_ids"]), 0))
+
+
+def _both_sides_at_most(rows: pa.Table, max_len: int) -> pa.ChunkedArray:
+    return pc.and_(pc.less_equal(pc.list_value_length(rows["src_ids"]), max_len), pc.less_equal(pc.list_value_length(rows["tgt_ids"]), max_len))
+
+
+def encode_dataset(tokenizers: Tokenizers, pairs: datasets.Dataset, max_len: int, workdir: str | None) -> tuple[datasets.Dataset, dict[str, int]]:
+    """Encode a Dataset of `src`/`tgt` strings into `src_ids`/`tgt_ids`, dropping pairs with an
+    empty side, then pairs with a side over max_len; return the kept pairs and the counts.
+
+    The results are written as Arrow files into `workdir` (memory-mapped), or kept in
+    memory when `workdir` is None.
+    """
+    largest = max(tokenizers.src.get_piece_size(), tokenizers.tgt.get_piece_size())
+    id_type = datasets.Value("uint16" if largest <= 2**16 else "int32")
+    in_workdir = lambda name: os.path.join(workdir, name) if workdir else None  # noqa: E731
+    encoded = pairs.map(
+        _encode_batch,
+        batched=True,
+        fn_kwargs={"tokenizers": tokenizers},
+        remove_columns=pairs.column_names,
+        features=datasets.Features({"src_ids": datasets.List(id_type), "tgt_ids": datasets.List(id_type)}),
+        cache_file_name=in_workdir("encoded.arrow"),
+        load_from_cache_file=False,
+        desc="encoding",
+    )
+    as_arrow = encoded.with_format("arrow")  # the filters see Arrow tables and never build Python lists
+    non_empty = as_arrow.filter(_both_sides_non_empty, batched=True, batch_size=READ_BATCH, cache_file_name=in_workdir("non_empty.arrow"), load_from_cache_file=False, desc="dropping empty pairs")
+    kept = non_empty.filter(
+        _both_sides_at_most,
+        batched=True,
+        batch_size=READ_BATCH,
+        fn_kwargs={"max_len": max_len},
+        cache_file_name=in_workdir("kept.arrow"),
+        load_from_cache_file=False,
+        desc="dropping over-long pairs",
+    )
+    counts = {"read": len(encoded), "dropped_empty": len(encoded) - len(non_empty), "dropped_too_long": len(non_empty) - len(kept), "kept": len(kept)}
+    return kept.with_format(None), counts
+
+
+def prepare_training_batches(cfg: DataConfig, tokenizers: Tokenizers, train: datasets.Dataset, seed: int) -> tuple[TrainBatches, dict[str, int]]:
+    """Encode and filter the training split into batches; the Arrow files live as long as the batches."""
+    workdir = tempfile.mkdtemp(prefix="s2s-train-data-") if train.cache_files else None  # in-memory corpora stay in memory
+    try:
+        pairs, counts = encode_dataset(tokenizers, train, cfg.max_len, workdir)
+    except BaseException:
+        if workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+        raise
     log.info(
         "train split %r: %d pairs read, %d dropped (empty side), %d dropped (longer than %d subwords), %d kept",
         cfg.train_split, counts["read"], counts["dropped_empty"], counts["dropped_too_long"], cfg.max_len, counts["kept"],
     )
-    if not src_ids:
+    if not counts["kept"]:
         raise S2SError(f"no training pairs left in split {cfg.train_split!r} after dropping empty and over-long ones")
-    valid_src, valid_tgt, _ = encode_pairs(tokenizers, valid_sources, valid_targets, max_len=10**9)
+    batches = TrainBatches(pairs, cfg.max_tokens, seed)
+    if workdir:
+        weakref.finalize(batches, shutil.rmtree, workdir, ignore_errors=True)
+    return batches, counts
+
+
+def prepare_validation(tokenizers: Tokenizers, valid: datasets.Dataset, max_tokens: int) -> ValidationData:
+    """The validation split in memory: raw text for translation, padded batches for the loss."""
+    sources, references = list(valid["src"]), list(valid["tgt"])
+    src_ids, tgt_ids, _ = encode_pairs(tokenizers, sources, references, max_len=10**9)
     loss_batches = [
-        make_batch([valid_src[i] for i in b], [valid_tgt[i] for i in b], b)
-        for b in token_budget_batches([len(s) for s in valid_src], [len(t) for t in valid_tgt], cfg.max_tokens)
+        make_batch([src_ids[i] for i in b], [tgt_ids[i] for i in b], b)
+        for b in token_budget_batches([len(s) for s in src_ids], [len(t) for t in tgt_ids], max_tokens)
     ]
-    return TrainingData(
-        tokenizers=tokenizers,
-        train=TrainBatches(src_ids, tgt_ids, cfg.max_tokens, seed),
-        valid=ValidationData(valid_sources, valid_targets, loss_batches),
-        counts=counts,
-    )
+    return ValidationData(sources, references, loss_batches)
+
+
+def prepare_training_data(cfg: DataConfig, run_dir: str, seed: int, reuse_tokenizers_from: str | None = None) -> TrainingData:
+    """Load train and valid splits, get tokenizers, encode, filter and batch."""
+    train = load_split(cfg, cfg.train_split, seed)
+    valid = load_split(cfg, cfg.valid_split, seed)
+    tokenizers = prepare_tokenizers(cfg, train, run_dir, reuse_tokenizers_from, seed)
+    batches, counts = prepare_training_batches(cfg, tokenizers, train, seed)
+    return TrainingData(tokenizers=tokenizers, train=batches, valid=prepare_validation(tokenizers, valid, cfg.max_tokens), counts=counts)

@@ -84,7 +84,11 @@ def _train_one(sentences: list[str], path: str, cfg: SubwordConfig, seed: int) -
 def train_tokenizers(
     src_texts: Iterable[str], tgt_texts: Iterable[str], cfg: SubwordConfig, out_dir: str, seed: int = 0
 ) -> Tokenizers:
-    """Train sentencepiece model(s) on (a bounded sample of) the training text; save into out_dir."""
+    """Train sentencepiece model(s) on a bounded sample of the training text; save into out_dir.
+
+    The texts may be streams (read from Arrow a batch at a time); each is consumed once and
+    only a reservoir sample of `cfg.max_sentences` sentences is kept.
+    """
     os.makedirs(out_dir, exist_ok=True)
     if cfg.joint:
         both: Iterator[str] = (s for pair in zip(src_texts, tgt_texts) for s in pair)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import datasets
+import numpy as np
 import pytest
 import torch
 
@@ -136,6 +138,43 @@ def test_budget_batches_deterministic_per_seed():
     assert token_budget_batches(src, tgt, 200) == token_budget_batches(src, tgt, 200)
 
 
+def _reference_budget_batches(src_lengths, tgt_lengths, max_tokens, generator=None):
+    """The original one-sentence-at-a-time implementation; the vectorized one must agree exactly."""
+    count = len(src_lengths)
+    src = torch.as_tensor(src_lengths, dtype=torch.long)
+    tgt = torch.as_tensor(tgt_lengths, dtype=torch.long)
+    order = torch.randperm(count, generator=generator) if generator is not None else torch.arange(count)
+    order = order[torch.sort(tgt[order], stable=True).indices]
+    order = order[torch.sort(src[order], stable=True).indices]
+    longest = torch.maximum(src, tgt)[order] + 1
+    batches, current, current_max = [], [], 0
+    for index, length in zip(order.tolist(), longest.tolist()):
+        new_max = max(current_max, length)
+        if current and new_max * (len(current) + 1) > max_tokens:
+            batches.append(current)
+            current, new_max = [], length
+        current.append(index)
+        current_max = new_max
+    if current:
+        batches.append(current)
+    if generator is not None:
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+    return batches
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("max_tokens", [0, 1, 7, 64, 500, 5000])
+def test_budget_batches_equal_the_sentence_by_sentence_reference(seed, max_tokens):
+    rng = random.Random(seed)
+    count = rng.choice([1, 2, 50, 700])
+    high = rng.choice([3, 40, 200])  # few distinct lengths give many ties, broken by the generator
+    src = [rng.randint(0, high) for _ in range(count)]
+    tgt = [rng.randint(0, high) for _ in range(count)]
+    assert token_budget_batches(src, tgt, max_tokens) == _reference_budget_batches(src, tgt, max_tokens)
+    fresh = lambda: torch.Generator().manual_seed(seed)  # noqa: E731
+    assert token_budget_batches(src, tgt, max_tokens, fresh()) == _reference_budget_batches(src, tgt, max_tokens, fresh())
+
+
 def test_budget_batches_single_long_sentence_gets_own_batch():
     src = [2, 2, 50, 2]
     tgt = [2, 2, 2, 2]
@@ -147,11 +186,14 @@ def test_budget_batches_single_long_sentence_gets_own_batch():
 # ---------------------------------------------------------------- TrainBatches
 
 
-def _train_batches(seed: int = 11) -> TrainBatches:
+def _pairs() -> tuple[list[list[int]], list[list[int]]]:
     rng = random.Random(0)
-    src = random_ids(rng, 120, max_len=12)
-    tgt = random_ids(rng, 120, max_len=12)
-    return TrainBatches(src, tgt, max_tokens=60, seed=seed)
+    return random_ids(rng, 120, max_len=12), random_ids(rng, 120, max_len=12)
+
+
+def _train_batches(seed: int = 11) -> TrainBatches:
+    src, tgt = _pairs()
+    return TrainBatches(datasets.Dataset.from_dict({"src_ids": src, "tgt_ids": tgt}), max_tokens=60, seed=seed)
 
 
 def _same_batch(a, b) -> bool:
@@ -197,11 +239,36 @@ def test_train_batches_epochs_and_seeds_differ():
 
 def test_train_batches_batch_content_matches_indices():
     data = _train_batches()
+    src_ids, tgt_ids = _pairs()
     _, batch = next(iter(data.iterate(0)))
     for row, index in enumerate(batch.indices.tolist()):
-        src = data.src_ids[index]
+        src = src_ids[index]
         assert batch.src[row, : len(src)].tolist() == src
         assert int(batch.src_lengths[row]) == len(src) + 1
-        tgt = data.tgt_ids[index]
+        tgt = tgt_ids[index]
         assert batch.tgt_out[row, : len(tgt) + 1].tolist() == tgt + [EOS]
-    assert data.num_tokens == sum(len(t) + 1 for t in data.tgt_ids)
+    assert data.num_tokens == sum(len(t) + 1 for t in tgt_ids)
+
+
+def test_train_batches_hold_lengths_as_arrays_and_match_plain_budget_batches():
+    data = _train_batches()
+    src_ids, tgt_ids = _pairs()
+    assert data.src_lengths.dtype == np.int32 and data.src_lengths.tolist() == [len(s) for s in src_ids]
+    assert data.tgt_lengths.dtype == np.int32 and data.tgt_lengths.tolist() == [len(t) for t in tgt_ids]
+    generator = torch.Generator().manual_seed(11 * 100_003 + 2)  # how TrainBatches seeds epoch 2
+    expected = token_budget_batches([len(s) for s in src_ids], [len(t) for t in tgt_ids], 60, generator)
+    assert data.epoch_batches(2) == expected
+    assert data.num_batches(2) == len(expected)
+    assert [batch.indices.tolist() for _, batch in data.iterate(2)] == expected
+
+
+def test_train_batches_read_through_a_filtered_dataset():
+    # training pairs come out of Dataset.filter, whose rows are an index mapping over the Arrow table
+    src, tgt = _pairs()
+    full = datasets.Dataset.from_dict({"src_ids": src, "tgt_ids": tgt, "keep": [i % 3 != 0 for i in range(len(src))]})
+    data = TrainBatches(full.filter(lambda keep: keep, input_columns="keep"), max_tokens=60, seed=1)
+    kept = [i for i in range(len(src)) if i % 3 != 0]
+    assert data.src_lengths.tolist() == [len(src[i]) for i in kept]
+    for _, batch in data.iterate(0):
+        for row, index in enumerate(batch.indices.tolist()):
+            assert batch.tgt_out[row, : len(tgt[kept[index]])].tolist() == tgt[kept[index]]

@@ -23,6 +23,31 @@ def test_text_pairs_keep_order_and_empty_lines(tmp_path):
     assert list(data["tgt"]) == ["one", "two", "three"]
 
 
+def test_text_pairs_stay_memory_mapped_arrow(tmp_path):
+    (tmp_path / "train.de").write_text("eins\nzwei\n", encoding="utf-8")
+    (tmp_path / "train.en").write_text("one\ntwo\n", encoding="utf-8")
+    data = load_split(files_config(tmp_path, CorpusFormat.text), "train")
+    assert data.column_names == ["src", "tgt"]
+    assert len(data.cache_files) == 2  # one Arrow file per language, read where it lies
+
+
+def test_text_pairs_with_different_line_counts_name_both_files(tmp_path):
+    (tmp_path / "train.de").write_text("a\nb\nc\n", encoding="utf-8")
+    (tmp_path / "train.en").write_text("a\nb\n", encoding="utf-8")
+    with pytest.raises(S2SError, match=r"train.de has 3 lines, .*train.en has 2"):
+        load_split(files_config(tmp_path, CorpusFormat.text), "train")
+
+
+def test_empty_corpus_files(tmp_path):
+    (tmp_path / "train.de").write_text("")
+    (tmp_path / "train.en").write_text("")
+    with pytest.raises(S2SError, match=r"empty"):
+        load_split(files_config(tmp_path, CorpusFormat.text), "train")
+    (tmp_path / "train.tsv").write_text("")
+    with pytest.raises(S2SError, match=r"empty"):
+        load_split(files_config(tmp_path, CorpusFormat.tsv), "train")
+
+
 def test_tsv(tmp_path):
     (tmp_path / "valid.tsv").write_text('ein "Haus"\ta "house"\nzwei\ttwo\n', encoding="utf-8")
     data = load_split(files_config(tmp_path, CorpusFormat.tsv), "valid")
@@ -40,6 +65,26 @@ def test_jsonl_flat_and_translation_objects(tmp_path):
     (tmp_path / "test.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     data = load_split(files_config(tmp_path, CorpusFormat.jsonl), "test")
     assert list(data["src"]) == ["Hallo", "Welt"] and list(data["tgt"]) == ["Hello", "World"]
+
+
+def test_line_numbers_in_errors_count_across_read_batches(tmp_path):
+    # lines are parsed a batch (1000 lines) at a time; the number must be the line's own
+    lines = [json.dumps({"de": f"d{i}", "en": f"e{i}"}) for i in range(2600)]
+    lines[2504] = "{not json"
+    (tmp_path / "train.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(S2SError, match=r"train.jsonl:2505: invalid JSON"):
+        load_split(files_config(tmp_path, CorpusFormat.jsonl), "train")
+    rows = [f"s{i}\tt{i}" for i in range(2600)]
+    rows[1999] = "no tab here"
+    (tmp_path / "train.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    with pytest.raises(S2SError, match=r"train.tsv:2000: expected source<TAB>target, found 1 field"):
+        load_split(files_config(tmp_path, CorpusFormat.tsv), "train")
+
+
+def test_jsonl_skips_blank_lines(tmp_path):
+    (tmp_path / "train.jsonl").write_text('{"de": "a", "en": "b"}\n\n  \n{"de": "c", "en": "d"}\n', encoding="utf-8")
+    data = load_split(files_config(tmp_path, CorpusFormat.jsonl), "train")
+    assert list(data["src"]) == ["a", "c"] and list(data["tgt"]) == ["b", "d"]
 
 
 def test_jsonl_missing_language_key(tmp_path):
