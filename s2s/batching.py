@@ -60,11 +60,12 @@ def make_batch(src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]] | None
     return Batch(src_tensor, lengths, pad(tgt, prefix=BOS), pad(tgt, suffix=EOS), index_tensor)
 
 
-@dataclass
-class BatchPlan:
+@dataclass(eq=False)
+class BatchPlan(Sequence[list[int]]):
     """The batches of one epoch as slices of a single permutation, a few bytes per sentence.
 
-    The batch at position p of the epoch holds order[starts[k]:starts[k + 1]], k = shuffle[p].
+    A read-only sequence of index lists: plan[p] is the batch at position p of the epoch,
+    order[starts[k]:starts[k + 1]] with k = shuffle[p]; slices give lists of batches.
     """
 
     order: np.ndarray  # (N,) sentence indices, sorted by length
@@ -74,7 +75,9 @@ class BatchPlan:
     def __len__(self) -> int:
         return len(self.shuffle)
 
-    def indices(self, position: int) -> list[int]:
+    def __getitem__(self, position: int | slice) -> list[int] | list[list[int]]:
+        if isinstance(position, slice):
+            return [self[p] for p in range(*position.indices(len(self)))]
         k = self.shuffle[position]
         return self.order[self.starts[k] : self.starts[k + 1]].tolist()
 
@@ -122,8 +125,7 @@ def token_budget_batches(
     small. The padded size of a batch is its count times its longest side
     (+1 for EOS/BOS). With a generator, the batch order is shuffled too.
     """
-    plan = plan_batches(src_lengths, tgt_lengths, max_tokens, generator)
-    return [plan.indices(position) for position in range(len(plan))]
+    return list(plan_batches(src_lengths, tgt_lengths, max_tokens, generator))
 
 
 def sequence_lengths(dataset: datasets.Dataset, column: str, chunk: int = 100_000) -> np.ndarray:
@@ -150,9 +152,10 @@ class TrainBatches:
         self.src_lengths = sequence_lengths(self.pairs, "src_ids")  # (N,)
         self.tgt_lengths = sequence_lengths(self.pairs, "tgt_ids")  # (N,)
         self.max_tokens, self.seed = max_tokens, seed
-        self._plan: tuple[int, BatchPlan] | None = None  # the latest epoch's plan: train.py asks twice
+        self._plan: tuple[int, BatchPlan] | None = None  # the latest epoch's plan: the training loop asks more than once
 
     def plan(self, epoch: int) -> BatchPlan:
+        """The epoch's batches as a compact sequence of index lists (what epoch_batches returns, as a list)."""
         if self._plan is None or self._plan[0] != epoch:
             generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
             self._plan = (epoch, plan_batches(self.src_lengths, self.tgt_lengths, self.max_tokens, generator))
@@ -162,14 +165,13 @@ class TrainBatches:
         return len(self.plan(epoch))
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
-        plan = self.plan(epoch)
-        return [plan.indices(position) for position in range(len(plan))]
+        return list(self.plan(epoch))
 
     def iterate(self, epoch: int, start: int = 0) -> Iterator[tuple[int, Batch]]:
         """Yield (position in epoch, batch), skipping the first `start` batches (resume)."""
         plan = self.plan(epoch)
         for position in range(max(start, 0), len(plan)):
-            yield position, self.batch(plan.indices(position))
+            yield position, self.batch(plan[position])
 
     def batch(self, indices: list[int]) -> Batch:
         rows = self.pairs[indices]  # reads just these rows from Arrow

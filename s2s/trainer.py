@@ -225,7 +225,7 @@ class Trainer:
         return self._summary(last_metrics)
 
     def _updates_per_epoch(self, epoch: int) -> int:
-        batches = len(self.data.train.epoch_batches(epoch))
+        batches = self.data.train.num_batches(epoch)
         per_update = self.cfg.optim.accumulate * self.world.size
         if batches < per_update:
             raise S2SError(
@@ -241,7 +241,7 @@ class Trainer:
         rank r takes every ranks-th of them from r. The last partial group is dropped so all
         ranks do the same number of updates.
         """
-        batches = self.data.train.epoch_batches(epoch)
+        batches = self.data.train.plan(epoch)  # compact: a few bytes per sentence, not a list of lists
         per_update = self.cfg.optim.accumulate * self.world.size
         for update in range(start, self._updates_per_epoch(epoch)):
             mine = batches[update * per_update + self.world.rank : (update + 1) * per_update : self.world.size]

@@ -259,6 +259,9 @@ def test_train_batches_hold_lengths_as_arrays_and_match_plain_budget_batches():
     expected = token_budget_batches([len(s) for s in src_ids], [len(t) for t in tgt_ids], 60, generator)
     assert data.epoch_batches(2) == expected
     assert data.num_batches(2) == len(expected)
+    plan = data.plan(2)  # the same batches, held compactly
+    assert len(plan) == len(expected) and list(plan) == expected
+    assert plan[3] == expected[3] and plan[-1] == expected[-1] and plan[1:9:3] == expected[1:9:3]
     assert [batch.indices.tolist() for _, batch in data.iterate(2)] == expected
 
 
