@@ -149,6 +149,7 @@ class SearchConfig:
 class TrainerConfig:
     max_steps: int = 0  # stop after this many updates (0 = no limit)
     max_epochs: int = 20  # stop after this many passes over the data (0 = no limit)
+    max_minutes: float = 0.0  # stop after this much wall-clock time, summed over resumptions (0 = no limit)
     valid_every: int = 500  # validate (and checkpoint) every N updates, and at each epoch end
     valid_max_sentences: int = 0  # decode at most this many validation sentences (0 = all)
     early_stopping_metric: str = "bleu"  # bleu, chrf, exact_match, loss or ppl

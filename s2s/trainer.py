@@ -56,7 +56,8 @@ class Progress:
     best_score: float | None = None  # best value of the early-stopping metric
     best_step: int = 0
     stale_validations: int = 0  # validations since the metric last improved
-    train_seconds: float = 0.0  # wall time spent training, summed over resumptions
+    train_seconds: float = 0.0  # time spent in training steps, summed over resumptions
+    wall_seconds: float = 0.0  # wall-clock time of the run (data preparation excluded), summed over resumptions
     validated_at: int = -1  # step of the latest validation (a resumed run must not repeat it)
     skipped_steps: int = 0  # updates skipped for a non-finite loss or gradient
     bad_in_a_row: int = 0  # consecutive skipped updates
@@ -83,7 +84,7 @@ def parameter_checksum(model: torch.nn.Module) -> str:
 class Trainer:
     def __init__(self, cfg: Config, run_dir: str):
         self.cfg, self.run_dir = cfg, run_dir
-        self.started = time.perf_counter()
+        self.clock = time.perf_counter()  # wall-clock bookkeeping for progress.wall_seconds
         if cfg.trainer.early_stopping_metric not in HIGHER_IS_BETTER:
             raise S2SError(f"trainer.early_stopping_metric={cfg.trainer.early_stopping_metric} is not one of {sorted(HIGHER_IS_BETTER)}")
         self.world = distributed.current()
@@ -197,6 +198,7 @@ class Trainer:
         show_bar = t.progress_bar and self.world.is_main
         bar = tqdm(total=total, initial=min(self.progress.step, total), desc="train", unit="step", dynamic_ncols=True, disable=None if show_bar else True)
         last_metrics: dict[str, Any] = {}
+        self.clock = time.perf_counter()  # data preparation is not counted
         with stop_on_signals() as stop_request:
             stop = self._finished()
             while not stop:
@@ -271,7 +273,14 @@ class Trainer:
 
     def _finished(self) -> bool:
         t = self.cfg.trainer
-        return (t.max_steps > 0 and self.progress.step >= t.max_steps) or (t.max_epochs > 0 and self.progress.epoch >= t.max_epochs)
+        self._tick()
+        out_of_time = t.max_minutes > 0 and self._agree(self.progress.wall_seconds >= 60 * t.max_minutes)
+        return (t.max_steps > 0 and self.progress.step >= t.max_steps) or (t.max_epochs > 0 and self.progress.epoch >= t.max_epochs) or out_of_time
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.progress.wall_seconds += now - self.clock
+        self.clock = now
 
     def _early_stop(self) -> bool:
         patience = self.cfg.trainer.early_stopping_patience
@@ -415,6 +424,7 @@ class Trainer:
         return metrics
 
     def _checkpoint_state(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        self._tick()
         rng: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
@@ -432,6 +442,7 @@ class Trainer:
 
     def _summary(self, last_metrics: dict[str, Any]) -> dict[str, Any]:
         """Write metrics.json: best step and metrics (with sacreBLEU signatures), last metrics, times."""
+        self._tick()
         checksums = distributed.gather(parameter_checksum(self.model))
         if len(set(checksums)) > 1:
             log.error("data-parallel ranks ended with different parameters: %s", checksums)
@@ -440,7 +451,7 @@ class Trainer:
             "steps": self.progress.step,
             "epochs": self.progress.epoch + (1 if self.progress.position else 0),
             "train_seconds": round(self.progress.train_seconds, 1),
-            "wall_seconds": round(time.perf_counter() - self.started, 1),
+            "wall_seconds": round(self.progress.wall_seconds, 1),
             "parameters": count_parameters(self.model),
             "early_stopping_metric": self.cfg.trainer.early_stopping_metric,
             "best_step": self.progress.best_step,

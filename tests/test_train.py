@@ -102,4 +102,10 @@ def test_experiment_recipes_compose(recipe, direction):
     cfg = make_config(f"experiment={recipe}", "trainer.max_epochs=3")
     assert (cfg.data.src_lang, cfg.data.tgt_lang) == direction
     assert cfg.data.name == "multi30k" and cfg.model.decoder.hidden_size == 512
-    assert cfg.trainer.early_stopping_metric == "bleu" and cfg.trainer.max_epochs == 3
+    assert cfg.trainer.early_stopping_metric == "bleu" and cfg.trainer.max_epochs == 3 and cfg.trainer.max_minutes == 55
+
+
+def test_max_minutes_stops_a_run_on_time(tmp_path):
+    summary = run(make_config(*TINY, "trainer.max_steps=0", "trainer.max_epochs=0", "trainer.max_minutes=0.05"), str(tmp_path / "run"))
+    assert 3.0 <= summary["wall_seconds"] < 20.0
+    assert summary["steps"] > 0
