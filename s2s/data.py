@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 import weakref
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -22,6 +23,7 @@ from typing import Iterator
 import datasets
 import pyarrow as pa
 import pyarrow.compute as pc
+from tqdm import tqdm
 
 from s2s.batching import Batch, TrainBatches, make_batch, token_budget_batches
 from s2s.config import DataConfig
@@ -64,7 +66,12 @@ def prepare_tokenizers(cfg: DataConfig, train: datasets.Dataset, run_dir: str, r
                 shutil.copyfile(path, destination)
         return load_tokenizers(run_dir)
     log.info("training sentencepiece (%s, vocabulary %d, %s)", cfg.subword.model_type.value, cfg.subword.vocab_size, "joint" if cfg.subword.joint else "separate")
-    return train_tokenizers(iter_texts(train, "src"), iter_texts(train, "tgt"), cfg.subword, run_dir, seed)
+    # the sampling pass reads the whole training split: show it; sentencepiece itself has no progress hook
+    sources = tqdm(iter_texts(train, "src"), total=len(train), desc="sampling for sentencepiece", unit="pair", disable=None, leave=False)
+    started = time.perf_counter()
+    tokenizers = train_tokenizers(sources, iter_texts(train, "tgt"), cfg.subword, run_dir, seed)
+    log.info("sentencepiece ready in %.1f s (%d pieces)", time.perf_counter() - started, tokenizers.tgt.get_piece_size())
+    return tokenizers
 
 
 def encode_pairs(tokenizers: Tokenizers, sources: list[str], targets: list[str], max_len: int) -> tuple[list[list[int]], list[list[int]], dict[str, int]]:
