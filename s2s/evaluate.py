@@ -90,6 +90,7 @@ def evaluate(options: EvaluateOptions, search: list[str]) -> dict:
     metrics = score(hypotheses, references)
     print(f"scored {what}")
     print(f"BLEU  {metrics['bleu']:6.2f}   {metrics['bleu_signature']}")
+    print(f"BLEU  {metrics['bleu_lc']:6.2f}   {metrics['bleu_lc_signature']}  (lowercased)")
     print(f"chrF  {metrics['chrf']:6.2f}   {metrics['chrf_signature']}")
     print(f"exact {metrics['exact_match']:6.2f}%")
     return metrics

@@ -8,17 +8,26 @@ import sacrebleu
 
 
 def score(hypotheses: list[str], references: list[str]) -> dict[str, float | str]:
-    """BLEU, chrF (with sacrebleu signatures) and the fraction of exact matches."""
+    """BLEU, chrF (with sacrebleu signatures) and the fraction of exact matches.
+
+    `bleu` is sacreBLEU on cased, detokenized text (the default 13a tokenizer); `bleu_lc`
+    is the same on lowercased text, closer to how the Multi30k literature reports
+    (lowercased, tokenized), though their Moses tokenizer differs slightly from 13a.
+    """
     bleu = sacrebleu.metrics.BLEU()
+    bleu_lowercased = sacrebleu.metrics.BLEU(lowercase=True)
     chrf = sacrebleu.metrics.CHRF()
     bleu_score = bleu.corpus_score(hypotheses, [references])
+    bleu_lc_score = bleu_lowercased.corpus_score(hypotheses, [references])
     chrf_score = chrf.corpus_score(hypotheses, [references])
     exact = sum(h.strip() == r.strip() for h, r in zip(hypotheses, references)) / max(len(references), 1)
     return {
         "bleu": round(bleu_score.score, 2),
+        "bleu_lc": round(bleu_lc_score.score, 2),
         "chrf": round(chrf_score.score, 2),
         "exact_match": round(100.0 * exact, 2),
         "bleu_signature": str(bleu.get_signature()),
+        "bleu_lc_signature": str(bleu_lowercased.get_signature()),
         "chrf_signature": str(chrf.get_signature()),
     }
 
