@@ -38,17 +38,23 @@ def length_penalty(length: torch.Tensor | int, alpha: float) -> torch.Tensor | f
     return ((5.0 + length) / 6.0) ** alpha
 
 
-def _allowed(log_probs: torch.Tensor, force_eos: torch.Tensor) -> torch.Tensor:
+def _token_masks(vocab: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Made once per decoding: (V,) masks of the tokens never produced (PAD, BOS) and of all but EOS."""
+    never = torch.zeros(vocab, dtype=torch.bool, device=device)
+    never[[PAD, BOS]] = True
+    not_eos = torch.ones(vocab, dtype=torch.bool, device=device)
+    not_eos[EOS] = False
+    return never, not_eos
+
+
+def _allowed(log_probs: torch.Tensor, force_eos: torch.Tensor, masks: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """Forbid PAD and BOS everywhere; rows where `force_eos` (B,) is set may only produce EOS.
 
     A forced EOS keeps its real log-probability, so scores stay true log-probabilities.
     """
-    log_probs = log_probs.clone()
-    log_probs[:, PAD] = float("-inf")
-    log_probs[:, BOS] = float("-inf")
-    others = torch.ones_like(log_probs[0], dtype=torch.bool)
-    others[EOS] = False
-    return log_probs.masked_fill(force_eos.unsqueeze(1) & others.unsqueeze(0), float("-inf"))
+    never, not_eos = masks
+    banned = never.unsqueeze(0) | (force_eos.unsqueeze(1) & not_eos.unsqueeze(0))  # (B, V)
+    return log_probs.masked_fill(banned, float("-inf"))
 
 
 @torch.inference_mode()
@@ -107,9 +113,11 @@ def _step_by_step(model: Seq2Seq, batch: Batch, cfg: SearchConfig, choose, retur
     attention = torch.zeros(total, width, batch.src.size(1), device=device) if return_attention else None
     active = torch.arange(total, device=device)  # rows of the original batch still decoding
     tokens = torch.full((total,), BOS, dtype=torch.long, device=device)
+    masks = None
     for t in range(width):
         log_probs, state, weights = model.step(tokens, state, memory)  # (B, V)
-        log_probs = _allowed(log_probs, t >= limits[active])
+        masks = masks or _token_masks(log_probs.size(-1), device)
+        log_probs = _allowed(log_probs, t >= limits[active], masks)
         tokens = choose(log_probs)  # (B,)
         outputs[active, t] = tokens
         scores[active] += log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1)
@@ -158,12 +166,14 @@ def beam_search(model: Seq2Seq, batch: Batch, cfg: SearchConfig) -> list[list[Hy
     alive_scores[:, 0] = 0.0  # all beams start identical: keep one so the first step does not repeat it
     alive_seqs = torch.empty(total, k, 0, dtype=torch.long, device=device)  # (B, K, t)
     tokens = torch.full((total * k,), BOS, dtype=torch.long, device=device)
+    masks = None
 
     for t in range(width):
         b = active.numel()
         log_probs, state, _ = model.step(tokens, state, memory)  # (B*K, V)
         vocab = log_probs.size(-1)
-        log_probs = _allowed(log_probs, (t >= limits[active]).repeat_interleave(k))
+        masks = masks or _token_masks(vocab, device)
+        log_probs = _allowed(log_probs, (t >= limits[active]).repeat_interleave(k), masks)
         candidates = (alive_scores.view(-1, 1) + log_probs).view(b, k * vocab)  # (B, K*V)
         top_scores, top_ids = candidates.topk(2 * k, dim=1)  # (B, 2K)
         origin, token = top_ids // vocab, top_ids % vocab  # (B, 2K) beam of origin, token

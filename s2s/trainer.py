@@ -301,7 +301,7 @@ class Trainer:
         local_tokens = sum(b.num_tgt_tokens for b in batches)
         all_tokens = float(distributed.sum_over_ranks(torch.tensor([float(local_tokens)]))[0])
         self.optimizer.zero_grad(set_to_none=True)
-        loss_sum = 0.0
+        loss_sum = torch.zeros((), device=self.device)
         for i, batch in enumerate(batches):
             batch = batch.to(self.device)
             last = i == len(batches) - 1
@@ -312,10 +312,10 @@ class Trainer:
                 loss = token_loss(logits, batch.tgt_out, self.cfg.optim.label_smoothing)
                 # DDP averages gradients over ranks; scaling by W makes the result sum / all_tokens
                 (loss * (self.world.size / all_tokens)).backward()
-            loss_sum += float(loss.detach())
+            loss_sum += loss.detach()
         clip = self.cfg.optim.clip_norm if self.cfg.optim.clip_norm > 0 else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
-        loss_value = loss_sum / max(local_tokens, 1)
+        loss_value = float(loss_sum) / max(local_tokens, 1)  # the one sync of the update
         if not (math.isfinite(grad_norm) and math.isfinite(loss_value)):
             self._skip_step(loss_value, grad_norm)
             return False
