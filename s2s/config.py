@@ -130,6 +130,7 @@ class OptimConfig:
     plateau_factor: float = 0.5  # plateau: lr multiplier when the metric stalls
     plateau_patience: int = 2  # plateau: validations without improvement before decaying
     min_lr: float = 1e-5  # plateau: lower bound on the learning rate
+    ema_decay: float = 0.0  # validate, translate with an exponential moving average of the weights (e.g. 0.999; 0 = off)
 
 
 @dataclass

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from s2s import checkpoint, distributed
@@ -91,6 +92,8 @@ class Trainer:
         self.device = torch.device("cuda", self.world.local_rank) if self.world.distributed and torch.cuda.is_available() else pick_device(cfg.device)
         if cfg.optim.accumulate < 1:
             raise S2SError(f"optim.accumulate must be at least 1, got {cfg.optim.accumulate}")
+        if not 0.0 <= cfg.optim.ema_decay < 1.0:
+            raise S2SError(f"optim.ema_decay must be in [0, 1) (0 turns the moving average off), got {cfg.optim.ema_decay}")
         resume_from = self._resume_source()
         init_from = checkpoint.resolve_checkpoint(cfg.trainer.init_from, "best")[1] if cfg.trainer.init_from and not resume_from else None
         source = resume_from or init_from
@@ -101,6 +104,9 @@ class Trainer:
         if self.world.distributed:
             self.train_model = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.optimizer = self._make_optimizer()
+        # the weights that are validated, saved as "model" and translated with: an EMA of the trained ones, or those
+        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema_decay), use_buffers=True) if cfg.optim.ema_decay > 0 else None
+        self.eval_model: Seq2Seq = self.ema.module if self.ema is not None else self.model
         mode = "max" if HIGHER_IS_BETTER[cfg.trainer.early_stopping_metric] else "min"
         self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode=mode, factor=cfg.optim.plateau_factor, patience=cfg.optim.plateau_patience, min_lr=cfg.optim.min_lr
@@ -160,7 +166,10 @@ class Trainer:
 
     def _resume(self, path: str) -> None:
         state = self._load_compatible(path, "resume")
-        self.model.load_state_dict(state["model"])
+        self.model.load_state_dict(state.get("trained_model", state["model"]))
+        if self.ema is not None:
+            self.ema.module.load_state_dict(state["model"])
+            self.ema.n_averaged.fill_(int(state.get("ema_updates", self.progress.step)))
         self.optimizer.load_state_dict(state["optimizer"])
         self.plateau.load_state_dict(state["scheduler"])
         self.progress = Progress(**state["progress"])
@@ -178,6 +187,8 @@ class Trainer:
         t = self.cfg.trainer
         state = self._load_compatible(path, "fine-tune")
         self.model.load_state_dict(state["model"])
+        if self.ema is not None:
+            self.ema.module.load_state_dict(state["model"])
         if not t.reset_optimizer:
             self.optimizer.load_state_dict(state["optimizer"])
         if not t.reset_scheduler:
@@ -320,6 +331,8 @@ class Trainer:
             self._skip_step(loss_value, grad_norm)
             return False
         self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         self.progress.step += 1
         self.progress.bad_in_a_row = 0
         seconds = time.perf_counter() - started
@@ -362,11 +375,11 @@ class Trainer:
     # ----- validation and checkpoints ---------------------------------------------------------
     @torch.inference_mode()
     def validation_loss(self) -> float:
-        self.model.eval()
+        self.eval_model.eval()
         total, tokens = 0.0, 0
         for batch in self.data.valid.loss_batches:
             batch = batch.to(self.device)
-            logits = self.model(batch.src, batch.src_lengths, batch.tgt_in)
+            logits = self.eval_model(batch.src, batch.src_lengths, batch.tgt_in)
             total += float(token_loss(logits, batch.tgt_out, 0.0))
             tokens += batch.num_tgt_tokens
         return total / max(tokens, 1)
@@ -376,7 +389,7 @@ class Trainer:
         loss = self.validation_loss()
         limit = self.cfg.trainer.valid_max_sentences or len(self.data.valid.sources)
         sources, references = self.data.valid.sources[:limit], self.data.valid.references[:limit]
-        translator = Translator(self.model, self.data.tokenizers, self.cfg.search, self.device, self.cfg.data.lowercase)
+        translator = Translator(self.eval_model, self.data.tokenizers, self.cfg.search, self.device, self.cfg.data.lowercase)
         hypotheses: list[str] = []
         chunk = 8 * self.cfg.search.batch_size
         show_bar = self.cfg.trainer.progress_bar and self.world.is_main
@@ -428,8 +441,10 @@ class Trainer:
         rng: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
+        ema = {"trained_model": self.model.state_dict(), "ema_updates": int(self.ema.n_averaged)} if self.ema is not None else {}
         return {
-            "model": self.model.state_dict(),
+            "model": self.eval_model.state_dict(),  # what translate and fine-tuning load
+            **ema,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.plateau.state_dict(),
             "progress": asdict(self.progress),

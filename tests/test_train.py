@@ -109,3 +109,41 @@ def test_max_minutes_stops_a_run_on_time(tmp_path):
     summary = run(make_config(*TINY, "trainer.max_steps=0", "trainer.max_epochs=0", "trainer.max_minutes=0.05"), str(tmp_path / "run"))
     assert 3.0 <= summary["wall_seconds"] < 20.0
     assert summary["steps"] > 0
+
+
+def test_resume_with_weight_averaging_continues_exactly(tmp_path):
+    """With optim.ema_decay the averaged and the trained weights both survive an interruption."""
+    torch.set_num_threads(1)
+    common = [*TINY, "trainer.valid_every=4", "model.decoder.dropout=0.2", "optim.ema_decay=0.9"]
+    straight, interrupted = str(tmp_path / "straight"), str(tmp_path / "interrupted")
+    run(make_config(*common, "trainer.max_steps=12"), straight)
+    run(make_config(*common, "trainer.max_steps=8"), interrupted)
+    run(make_config(*common, "trainer.max_steps=12", "trainer.resume=auto"), interrupted)
+    expected = checkpoint.load(checkpoint.checkpoint_path(straight, "last"))
+    resumed = checkpoint.load(checkpoint.checkpoint_path(interrupted, "last"))
+    assert resumed["ema_updates"] == expected["ema_updates"] == 12
+    for key in ("model", "trained_model"):
+        for name in expected[key]:
+            torch.testing.assert_close(resumed[key][name], expected[key][name], rtol=0, atol=0, msg=f"{key}.{name}")
+
+
+def test_weight_averaging_saves_the_moving_average(tmp_path):
+    """The saved "model" is decay * previous average + (1 - decay) * trained weights, step by step."""
+    torch.set_num_threads(1)
+    common = [*TINY, "trainer.valid_every=100", "optim.ema_decay=0.5"]
+    run(make_config(*common, "trainer.max_steps=1"), str(tmp_path / "one"))
+    run(make_config(*common, "trainer.max_steps=2"), str(tmp_path / "two"))
+    one = checkpoint.load(checkpoint.checkpoint_path(str(tmp_path / "one"), "last"))
+    two = checkpoint.load(checkpoint.checkpoint_path(str(tmp_path / "two"), "last"))
+    name = "decoder.output.weight"
+    torch.testing.assert_close(one["model"][name], one["trained_model"][name])  # the first update copies
+    expected = 0.5 * one["trained_model"][name] + 0.5 * two["trained_model"][name]
+    torch.testing.assert_close(two["model"][name], expected)
+    assert not torch.equal(two["model"][name], two["trained_model"][name])
+
+
+def test_weight_averaging_rejects_a_bad_decay(tmp_path):
+    from s2s.errors import S2SError
+
+    with pytest.raises(S2SError, match="ema_decay"):
+        run(make_config(*TINY, "optim.ema_decay=1.0"), str(tmp_path / "run"))
