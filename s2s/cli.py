@@ -27,7 +27,7 @@ from s2s.errors import S2SError
 T = TypeVar("T")
 
 # flag name (dashes as underscores) -> option key, for search options common enough to deserve a short flag
-SEARCH_ALIASES = {"beam_size": "search.beam_size", "n_best": "search.n_best", "batch_size": "search.batch_size"}
+SEARCH_ALIASES = {"beam_size": "search.beam_size", "n_best": "search.n_best", "batch_size": "search.batch_size", "precision": "search.precision"}
 
 
 def parse_overrides(argv: list[str], schema: type[T], usage: str) -> tuple[T, list[str]]:

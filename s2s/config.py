@@ -144,6 +144,7 @@ class SearchConfig:
     temperature: float = 1.0  # sampling: softmax temperature
     top_k: int = 0  # sampling: keep only the k most likely tokens (0 = all)
     batch_size: int = 64  # sentences per decoding batch
+    precision: Precision = Precision.fp32  # fp32, or bf16 weights and activations (log-probabilities stay fp32)
 
 
 @dataclass

@@ -28,6 +28,8 @@ Options (key=value):
   hyp=FILE ref=FILE  score these files instead of translating (one sentence per line)
   output=FILE        also write the hypotheses here
   device=auto        auto | cpu | cuda | cuda:N
+  lang=xx            also BLEU on lowercased, Moses-tokenized text with xx's rules
+                     (default: the run's target language; with hyp/ref files: off)
   search.KEY=VALUE   decoding options, as for s2s.translate
 """
 
@@ -42,6 +44,7 @@ class EvaluateOptions:
     ref: str | None = None  # references file
     output: str | None = None  # write the hypotheses here
     device: str = "auto"
+    lang: str | None = None  # target language for Moses-tokenized BLEU (default: the run's data.tgt_lang; files: none)
 
 
 def read_lines(path: str) -> list[str]:
@@ -56,7 +59,7 @@ def read_lines(path: str) -> list[str]:
     return lines[:-1] if lines and lines[-1] == "" else lines
 
 
-def translate_split(options: EvaluateOptions, search: list[str]) -> tuple[list[str], list[str], str]:
+def translate_split(options: EvaluateOptions, search: list[str]) -> tuple[list[str], list[str], str, str | None]:
     translator, cfg, run_dir = load_translator(options.run, options.checkpoint, options.device, search)
     if options.data_dir is not None:
         cfg.data.dir = options.data_dir
@@ -69,7 +72,8 @@ def translate_split(options: EvaluateOptions, search: list[str]) -> tuple[list[s
         hypotheses += [t.text for t in translator.translate(sources[start : start + step])]
     if cfg.data.lowercase:
         references = [r.lower() for r in references]
-    return hypotheses, references, f"{run_dir} split {split!r} ({len(sources)} sentences)"
+    language = options.lang or (cfg.data.tgt_lang if cfg.data.format.value != "dates" else None)
+    return hypotheses, references, f"{run_dir} split {split!r} ({len(sources)} sentences)", language
 
 
 def evaluate(options: EvaluateOptions, search: list[str]) -> dict:
@@ -77,20 +81,22 @@ def evaluate(options: EvaluateOptions, search: list[str]) -> dict:
         raise S2SError("give both hyp=FILE and ref=FILE, or neither")
     if options.hyp is not None:
         hypotheses, references = read_lines(options.hyp), read_lines(options.ref)
-        what = f"{options.hyp} against {options.ref}"
+        what, language = f"{options.hyp} against {options.ref}", options.lang
         if len(hypotheses) != len(references):
             raise S2SError(f"{options.hyp} has {len(hypotheses)} lines but {options.ref} has {len(references)}")
     else:
-        hypotheses, references, what = translate_split(options, search)
+        hypotheses, references, what, language = translate_split(options, search)
     if not references:
         raise S2SError(f"nothing to score in {what}")
     if options.output:
         with open(options.output, "w", encoding="utf-8") as file:
             file.writelines(h + "\n" for h in hypotheses)
-    metrics = score(hypotheses, references)
+    metrics = score(hypotheses, references, moses_lang=language)
     print(f"scored {what}")
     print(f"BLEU  {metrics['bleu']:6.2f}   {metrics['bleu_signature']}")
     print(f"BLEU  {metrics['bleu_lc']:6.2f}   {metrics['bleu_lc_signature']}  (lowercased)")
+    if "bleu_lc_moses" in metrics:
+        print(f"BLEU  {metrics['bleu_lc_moses']:6.2f}   {metrics['bleu_lc_moses_signature']}  (lowercased, Moses-tokenized)")
     print(f"chrF  {metrics['chrf']:6.2f}   {metrics['chrf_signature']}")
     print(f"exact {metrics['exact_match']:6.2f}%")
     return metrics
@@ -100,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     with user_errors_exit():
         options, search = parse_overrides(sys.argv[1:] if argv is None else argv, EvaluateOptions, USAGE)
         metrics = evaluate(options, search)
-        print(json.dumps({k: metrics[k] for k in ("bleu", "chrf", "exact_match")}))
+        print(json.dumps({k: metrics[k] for k in ("bleu", "bleu_lc", "bleu_lc_moses", "chrf", "exact_match") if k in metrics}))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from s2s import checkpoint, distributed
@@ -74,6 +74,18 @@ def token_loss(logits: torch.Tensor, gold: torch.Tensor, label_smoothing: float)
     return F.cross_entropy(logits.flatten(0, 1).float(), gold.flatten(), ignore_index=PAD, label_smoothing=label_smoothing, reduction="sum")
 
 
+def warmed_up_ema(decay: float):
+    """The moving-average update for `AveragedModel`: avg <- d * avg + (1 - d) * weights with
+    d = min(decay, (1 + n) / (10 + n)) after n updates, so that early averages are not dominated
+    by the random initial weights (the warm-up of TensorFlow's ExponentialMovingAverage)."""
+
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+        n = int(num_averaged)
+        torch._foreach_lerp_(averaged, current, 1.0 - min(decay, (1.0 + n) / (10.0 + n)))
+
+    return update
+
+
 def parameter_checksum(model: torch.nn.Module) -> str:
     """A short hash of all parameters, to check that data-parallel ranks agree."""
     digest = hashlib.sha256()
@@ -105,7 +117,7 @@ class Trainer:
             self.train_model = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.optimizer = self._make_optimizer()
         # the weights that are validated, saved as "model" and translated with: an EMA of the trained ones, or those
-        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema_decay), use_buffers=True) if cfg.optim.ema_decay > 0 else None
+        self.ema = AveragedModel(self.model, multi_avg_fn=warmed_up_ema(cfg.optim.ema_decay), use_buffers=True) if cfg.optim.ema_decay > 0 else None
         self.eval_model: Seq2Seq = self.ema.module if self.ema is not None else self.model
         mode = "max" if HIGHER_IS_BETTER[cfg.trainer.early_stopping_metric] else "min"
         self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(

@@ -6,6 +6,7 @@ Shapes: B batch, S source length (with EOS), T output length (without EOS).
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ from omegaconf import OmegaConf
 
 from s2s.batching import Batch, make_batch, pad
 from s2s.checkpoint import load, resolve_checkpoint
-from s2s.config import Config, SearchConfig
+from s2s.config import Config, Precision, SearchConfig
 from s2s.errors import S2SError
 from s2s.model.seq2seq import Seq2Seq
 from s2s.search import Hypothesis, decode
@@ -50,6 +51,8 @@ class Translation:
 
 class Translator:
     def __init__(self, model: Seq2Seq, tokenizers: Tokenizers, search: SearchConfig, device: torch.device, lowercase: bool = False):
+        if search.precision == Precision.bf16:  # a bf16 copy: the caller's model (perhaps still training) stays fp32
+            model = copy.deepcopy(model).to(torch.bfloat16)
         self.model = model.to(device).eval()
         self.tokenizers, self.search, self.device, self.lowercase = tokenizers, search, device, lowercase
         self.generator = torch.Generator(device=device)
@@ -147,7 +150,7 @@ def forced_attention(model: Seq2Seq, batch: Batch, outputs: list[list[int]]) -> 
     for t in range(tgt_in.size(1)):
         _, state, weights = model.step(tgt_in[:, t], state, memory)  # weights (B, S)
         rows.append(weights)
-    weights = torch.stack(rows, dim=1).cpu()  # (B, T+1, S)
+    weights = torch.stack(rows, dim=1).float().cpu()  # (B, T+1, S)
     lengths = batch.src_lengths.tolist()
     return [weights[b, : len(out) + 1, : lengths[b]] for b, out in enumerate(outputs)]
 

@@ -8,6 +8,8 @@ with Bahdanau attention and input feeding, joint sentencepiece vocabulary 8000) 
 decoding speed uses the real translator on test_2016_flickr, batches of 64 and at most 100
 output tokens, and needs trained runs (--reference-run, --run) so that output lengths are
 realistic. Steady state only: warm-up steps first, then several repetitions, median reported.
+Decoding is measured in fp32 and with bf16 weights (search.precision=bf16), with the BLEU
+of each batched output so that speed and quality are seen together.
 Each part runs in its own process so peak RSS is per part. The last stdout line is JSON.
 """
 
@@ -181,23 +183,27 @@ def _max_tokens_for(cfg, target_tokens: int, run_dir: str) -> int:
     return high
 
 
-def part_decode(args: argparse.Namespace, run_dir: str) -> dict:
+def part_decode(args: argparse.Namespace, run_dir: str, precision: str, with_batch_one: bool) -> dict:
+    """Sentences/s decoding test2016 in batches of 64 (and one at a time), at most 100 output tokens; BLEU of the batched output."""
     import torch
 
     from s2s.corpus import load_split
+    from s2s.metrics import score
     from s2s.translator import load_translator
 
     torch.set_num_threads(args.threads)
     results: dict = {}
-    overrides = ["batch_size=64", "max_len_a=0", "max_len_b=100"]
-    translator, cfg, _ = load_translator(run_dir, "best", "auto", overrides + ["beam_size=1"])
+    overrides = ["batch_size=64", "max_len_a=0", "max_len_b=100", "beam_size=1", "length_penalty=1.0", f"precision={precision}"]
+    translator, cfg, _ = load_translator(run_dir, "best", "auto", overrides)
     cfg.data.dir = args.data_dir
     test = load_split(cfg.data, cfg.data.test_split)
     sources = list(test["src"])[: args.decode_sentences]
     references = list(test["tgt"])[: args.decode_sentences]
-    for name, beam, batch_size, count in (("greedy", 1, 64, len(sources)), ("beam5", 5, 64, len(sources)),
-                                          ("greedy_b1", 1, 1, args.b1_sentences), ("beam5_b1", 5, 1, args.b1_sentences)):
-        translator.search.beam_size, translator.search.batch_size, translator.search.length_penalty = beam, batch_size, 1.0
+    modes = [("greedy", 1, 64, len(sources)), ("beam5", 5, 64, len(sources))]
+    if with_batch_one:
+        modes += [("greedy_b1", 1, 1, args.b1_sentences), ("beam5_b1", 5, 1, args.b1_sentences)]
+    for name, beam, batch_size, count in modes:
+        translator.search.beam_size, translator.search.batch_size = beam, batch_size
         chosen = sources[:count]
         translator.translate(chosen[: max(batch_size * 2, 8)])  # warm-up
         speeds = []
@@ -207,7 +213,10 @@ def part_decode(args: argparse.Namespace, run_dir: str) -> dict:
             outputs = translator.translate(chosen)
             _sync()
             speeds.append(len(chosen) / (time.perf_counter() - started))
-        results[f"{name}_sent_per_s"] = statistics.median(speeds)
+        key = name.replace("_b1", "") + "_sent_per_s" + ("_b1" if name.endswith("_b1") else "")
+        results[key] = statistics.median(speeds)
+        if batch_size > 1:
+            results[f"{name}_bleu"] = score([o.text for o in outputs], references[:count])["bleu"]
         if name == "greedy":
             results["mean_hyp_len"] = statistics.mean(len(o.tgt_pieces) + 1 for o in outputs)
             results["mean_ref_len"] = statistics.mean(len(translator.tokenizers.tgt.encode(r)) + 1 for r in references)
@@ -230,10 +239,11 @@ def run_part(args: argparse.Namespace, *extra: str) -> dict:
 def main() -> None:
     args = parse_args()
     if args.part:
-        if args.part.startswith("train"):
-            print(json.dumps(part_train(args, args.part.split("-")[1])))
-        else:
-            print(json.dumps(part_decode(args, args.part.split("=", 1)[1])))
+        kind, _, what = args.part.partition("=")
+        if kind.startswith("train"):
+            print(json.dumps(part_train(args, kind.split("-")[1])))
+        else:  # decode-PRECISION[-b1]=RUN
+            print(json.dumps(part_decode(args, what, kind.split("-")[1], kind.endswith("-b1"))))
         return
     if not os.path.isdir(args.data_dir):
         raise SystemExit(f"error: --data-dir {args.data_dir} does not exist")
@@ -244,24 +254,33 @@ def main() -> None:
     out: dict = {"threads": args.threads, "device": "cuda" if torch.cuda.is_available() else "cpu"}
     out["matmul_peak_gflops"] = round(matmul_peak_gflops("float32"), 1)
     out["matmul_peak_gflops_bf16"] = round(matmul_peak_gflops("bfloat16"), 1)
-    ref32 = run_part(args, "--part", "train-fp32", "--model", "reference")
-    ref16 = run_part(args, "--part", "train-bf16", "--model", "reference")
+    ref32 = run_part(args, "--part=train-fp32", "--model", "reference")
+    ref16 = run_part(args, "--part=train-bf16", "--model", "reference")
     out.update(ref_train_tok_per_s=round(ref32["tok_per_s"]), ref_train_tok_per_s_bf16=round(ref16["tok_per_s"]),
                ref_flops_per_tok=round(ref32["flops_per_tok"]), ref_params=ref32["params"],
                ref_batch_target_tokens=round(ref32["batch_target_tokens"]), ref_max_tokens=ref32["max_tokens"],
-               train_peak_rss_mb=round(ref32["peak_rss_mb"]))
+               train_peak_rss_mb=round(max(ref32["peak_rss_mb"], ref16["peak_rss_mb"])))
     out["ref_train_peak_fraction"] = round(ref32["tok_per_s"] * ref32["flops_per_tok"] / 1e9 / out["matmul_peak_gflops"], 3)
+    decode_rss = []
     if args.reference_run:
-        decoded = run_part(args, f"--part=decode={args.reference_run}")
-        out.update({f"ref_{k}": round(v, 2) for k, v in decoded.items() if k != "peak_rss_mb"})
-        out["decode_peak_rss_mb"] = round(decoded["peak_rss_mb"])
+        fp32 = run_part(args, f"--part=decode-fp32-b1={args.reference_run}")
+        bf16 = run_part(args, f"--part=decode-bf16={args.reference_run}")
+        out.update({f"ref_{k}": round(v, 2) for k, v in fp32.items() if k != "peak_rss_mb"})
+        out.update({f"ref_{k}_bf16": round(v, 2) for k, v in bf16.items() if k not in ("peak_rss_mb", "mean_ref_len")})
+        decode_rss += [fp32["peak_rss_mb"], bf16["peak_rss_mb"]]
     if args.run:
-        own = run_part(args, "--part", "train-fp32", "--model", "recipe")
-        out.update(train_tok_per_s=round(own["tok_per_s"]), params=own["params"], flops_per_tok=round(own["flops_per_tok"]),
+        own = run_part(args, "--part=train-fp32", "--model", "recipe")
+        own16 = run_part(args, "--part=train-bf16", "--model", "recipe")
+        out.update(train_tok_per_s=round(own["tok_per_s"]), train_tok_per_s_bf16=round(own16["tok_per_s"]), params=own["params"],
+                   flops_per_tok=round(own["flops_per_tok"]),
                    train_peak_fraction=round(own["tok_per_s"] * own["flops_per_tok"] / 1e9 / out["matmul_peak_gflops"], 3))
-        decoded = run_part(args, f"--part=decode={args.run}")
-        out.update(greedy_sent_per_s=round(decoded["greedy_sent_per_s"], 1), beam5_sent_per_s=round(decoded["beam5_sent_per_s"], 1),
-                   mean_hyp_len=round(decoded["mean_hyp_len"], 2))
+        fp32 = run_part(args, f"--part=decode-fp32={args.run}")
+        bf16 = run_part(args, f"--part=decode-bf16={args.run}")
+        out.update({k: round(v, 2) for k, v in fp32.items() if k not in ("peak_rss_mb", "mean_ref_len")})
+        out.update({f"{k}_bf16": round(v, 2) for k, v in bf16.items() if k not in ("peak_rss_mb", "mean_ref_len")})
+        decode_rss += [fp32["peak_rss_mb"], bf16["peak_rss_mb"]]
+    if decode_rss:
+        out["decode_peak_rss_mb"] = round(max(decode_rss))
     out["seconds"] = round(time.perf_counter() - started, 1)
     width = max(len(k) for k in out)
     for key, value in out.items():

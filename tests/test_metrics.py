@@ -22,3 +22,14 @@ def test_exact_match_counts_identical_lines_ignoring_outer_spaces():
 def test_perplexity_is_exp_loss_and_stays_finite():
     assert abs(perplexity(1.0) - 2.718281828) < 1e-6
     assert perplexity(1e9) < float("inf")
+
+
+def test_moses_bleu_tokenizes_and_lowercases_both_sides():
+    # untokenized, cased hypotheses against tokenized, lowercased references: equal after Moses + lowercasing
+    hypotheses = ["The dog's toy is red.", "Two dogs play, then sleep."]
+    references = ["the dog's toy is red .", "two dogs play , then sleep ."]
+    metrics = score(hypotheses, references, moses_lang="en")
+    assert metrics["bleu_lc_moses"] == 100.0
+    assert "tok:none" in metrics["bleu_lc_moses_signature"] and "moses-en-lc" in metrics["bleu_lc_moses_signature"]
+    assert score(["a dog runs ."], ["A cat runs ."], moses_lang="de")["bleu_lc_moses"] < 100.0
+    assert "bleu_lc_moses" not in score(hypotheses, references)

@@ -304,3 +304,81 @@ def test_overfits_reverse_task(cell, attention):
     with torch.no_grad():
         hypotheses = greedy(model, batch, SearchConfig())
     assert [h.tokens for h in hypotheses] == tgt
+
+
+# ---------------------------------------------------------------- the split-input LSTM decoder cell
+
+
+@pytest.mark.parametrize("attention,input_feeding", [(Attention.bahdanau, True), (Attention.bahdanau, False), (Attention.none, False)])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_decoder_lstm_loads_nn_lstm_cell_weights_and_computes_the_same(attention, input_feeding, layers):
+    """A decoder checkpoint with nn.LSTMCell layers loads into SplitInputLSTMCell and gives the same steps."""
+    model = tiny_model(decoder_cell=Cell.lstm, attention=attention, input_feeding=input_feeding, layers=layers)
+    decoder = model.decoder
+    torch.manual_seed(1)
+    old_cells = [nn.LSTMCell(cell.ahead_size + cell.step_size, cell.hidden_size) for cell in decoder.cells]
+    state = {k: v for k, v in decoder.state_dict().items() if not k.startswith("cells.")}
+    for layer, old in enumerate(old_cells):
+        state.update({f"cells.{layer}.{name}": value for name, value in old.state_dict().items()})
+    decoder.load_state_dict(state)  # converted by the load hook
+
+    batch = random_batch(3, 4)
+    with torch.no_grad():
+        memory, start = model.encode(batch.src, batch.src_lengths)
+        embedded = decoder.embed(batch.tgt_in[:, 0])  # (B, E)
+        _, new_state, _ = decoder.step(embedded, start, memory)
+        # the same step through the old cells, with the old input order [emb; feed] or [emb; h_T]
+        x = torch.cat([embedded, start.feed] if decoder.feeds_attention else [embedded] + ([memory.summary] if attention == Attention.none else []), dim=-1)
+        for layer, old in enumerate(old_cells):
+            h, c = old(x, (start.hidden[layer], start.cell[layer]))
+            torch.testing.assert_close(new_state.hidden[layer], h, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(new_state.cell[layer], c, rtol=1e-5, atol=1e-6)
+            x = h
+
+
+@pytest.mark.parametrize("decoder_cell", [Cell.lstm, Cell.gru])
+@pytest.mark.parametrize("attention", [Attention.none, Attention.bahdanau])
+def test_teacher_forced_logits_equal_step_by_step_logits(decoder_cell, attention):
+    """Teacher forcing precomputes the embeddings' gate inputs for all steps; stepping computes them one by one."""
+    model = tiny_model(decoder_cell=decoder_cell, attention=attention, layers=2)
+    batch = random_batch(5, 6)
+    with torch.no_grad():
+        forced = torch.log_softmax(model(batch.src, batch.src_lengths, batch.tgt_in), dim=-1)  # (B, T, V)
+        memory, state = model.encode(batch.src, batch.src_lengths)
+        stepped = []
+        for t in range(batch.tgt_in.size(1)):
+            log_probs, state, _ = model.step(batch.tgt_in[:, t], state, memory)
+            stepped.append(log_probs)
+    torch.testing.assert_close(torch.stack(stepped, dim=1), forced, rtol=1e-5, atol=1e-5)
+
+
+def _gradients(model, batch, defer: bool, autocast: bool = False) -> dict[str, torch.Tensor]:
+    model.zero_grad(set_to_none=True)
+    model.decoder.defer_step_gradients = defer
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        logits = model(batch.src, batch.src_lengths, batch.tgt_in)
+    torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), batch.tgt_out.flatten(), ignore_index=PAD).backward()
+    return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("attention,input_feeding", [(Attention.bahdanau, True), (Attention.bahdanau, False), (Attention.none, False)])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_deferred_recurrent_weight_gradients_equal_autograds(attention, input_feeding, layers):
+    """One weight-gradient multiply per sequence gives autograd's step-by-step gradients, for every parameter."""
+    model = tiny_model(decoder_cell=Cell.lstm, attention=attention, input_feeding=input_feeding, layers=layers, eval_mode=False)
+    model.decoder.dropout.p = model.decoder.embedding_dropout.p = model.encoder.embedding_dropout.p = 0.0
+    batch = random_batch(7, 5)
+    plain, deferred = _gradients(model, batch, defer=False), _gradients(model, batch, defer=True)
+    assert plain.keys() == deferred.keys() and any("weight_step" in name for name in plain)
+    for name in plain:
+        torch.testing.assert_close(deferred[name], plain[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_deferred_recurrent_weight_gradients_under_bf16_autocast():
+    model = tiny_model(decoder_cell=Cell.lstm, attention=Attention.bahdanau, layers=2, eval_mode=False)
+    model.decoder.dropout.p = model.decoder.embedding_dropout.p = model.encoder.embedding_dropout.p = 0.0
+    batch = random_batch(8, 5)
+    plain, deferred = _gradients(model, batch, defer=False, autocast=True), _gradients(model, batch, defer=True, autocast=True)
+    for name in plain:
+        assert deferred[name].dtype == torch.float32
+        torch.testing.assert_close(deferred[name], plain[name], rtol=0.05, atol=2e-3, msg=name)

@@ -299,3 +299,19 @@ def test_sampling_is_reproducible_with_its_seed(trained_run):
     other, _ = translate(trained_run, text, *sample, "--seed", "6")
     assert first == again
     assert first != other
+
+
+def test_bf16_decoding_uses_a_bf16_copy_and_stays_close_to_fp32(trained_run):
+    """--precision bf16 decodes with bf16 weights; scores stay fp32 and close to the fp32 model's."""
+    fp32, _, _ = load_translator(trained_run, "best", "cpu", ["beam_size=3", "n_best=1"])
+    bf16, _, _ = load_translator(trained_run, "best", "cpu", ["beam_size=3", "n_best=1", "precision=bf16"])
+    assert {p.dtype for p in bf16.model.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in fp32.model.parameters()} == {torch.float32}
+    lines = ["3 March 1998", "Dienstag, 9. November 1989", "12/31/1999", ""]
+    exact, rounded = fp32.translate(lines), bf16.translate(lines)
+    assert len(rounded) == len(lines) and rounded[-1].text == ""
+    for a, b in zip(exact[:3], rounded[:3]):
+        (_, score_a), (_, score_b) = a.n_best[0], b.n_best[0]
+        assert isinstance(score_b, float) and abs(score_a - score_b) < 0.1 * max(1.0, abs(score_a))
+    out, _ = translate(trained_run, "\n".join(lines) + "\n", "--precision", "bf16", "--beam-size", "3")
+    assert len(out) == len(lines)

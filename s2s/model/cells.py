@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from s2s.config import Cell
+from s2s.model.step_weights import StepGradients, step_addmm
 
 
 class PeepholeLSTMCell(nn.Module):
@@ -31,6 +32,55 @@ class PeepholeLSTMCell(nn.Module):
         c_next = f * c + i * torch.tanh(g)
         o = torch.sigmoid(o + self.peephole[2] * c_next)
         return o * torch.tanh(c_next), c_next
+
+
+class SplitInputLSTMCell(nn.Module):
+    """An LSTM cell (same gates as `nn.LSTMCell`) whose input comes in two parts.
+
+    The *ahead* part (A wide) is known for all time steps in advance, e.g. the target
+    embeddings under teacher forcing: its gate contribution is computed for every step
+    in one large matrix multiply before the loop (`ahead_gates`). The *step* part (P
+    wide), e.g. the fed-back attentional vector, is known only step by step; it shares
+    a single matrix multiply with the hidden state, so each step does one multiply
+    instead of two, and backward one weight gradient instead of two.
+    """
+
+    def __init__(self, ahead_size: int, step_size: int, hidden_size: int):
+        super().__init__()
+        self.ahead_size, self.step_size, self.hidden_size = ahead_size, step_size, hidden_size
+        self.weight_ahead = nn.Parameter(torch.empty(4 * hidden_size, ahead_size))  # (4H, A)
+        self.weight_step = nn.Parameter(torch.empty(4 * hidden_size, step_size + hidden_size))  # (4H, P+H)
+        self.bias = nn.Parameter(torch.empty(4 * hidden_size))  # (4H,)
+        bound = hidden_size**-0.5  # nn.LSTMCell's initialisation
+        for parameter in self.parameters():
+            nn.init.uniform_(parameter, -bound, bound)
+
+    def ahead_gates(self, ahead: torch.Tensor) -> torch.Tensor:
+        """(..., A) -> (..., 4H) the ahead part's gate inputs, bias included."""
+        return nn.functional.linear(ahead, self.weight_ahead, self.bias)
+
+    def forward(
+        self,
+        step: torch.Tensor,
+        state: tuple[torch.Tensor, torch.Tensor],
+        ahead_gates: torch.Tensor | None = None,
+        step_gradients: StepGradients | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """step (B, P), state (B, H) x2, ahead_gates (B, 4H) (None: bias only) -> h, c (B, H).
+
+        With `step_gradients` (training over a whole sequence), weight_step's gradient is
+        computed once for all steps instead of step by step (see s2s.model.step_weights).
+        """
+        h, c = state
+        base = ahead_gates if ahead_gates is not None else self.bias  # (B, 4H) or (4H,)
+        x = torch.cat([step, h], dim=-1)  # (B, P+H)
+        if step_gradients is not None:
+            gates = step_addmm(base, x, self.weight_step, step_gradients)  # (B, 4H)
+        else:
+            gates = torch.addmm(base, x, self.weight_step.t())  # (B, 4H)
+        i, f, g, o = gates.chunk(4, dim=-1)  # each (B, H), nn.LSTMCell's order
+        c_next = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c_next), c_next
 
 
 def make_cell(cell: Cell, input_size: int, hidden_size: int) -> nn.Module:

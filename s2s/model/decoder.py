@@ -4,6 +4,10 @@ Shapes: B batch, S source length, T target length, E embedding size, C encoder
 state size (2 x encoder hidden), H decoder hidden size, L decoder layers,
 F attentional-vector size (E when embeddings are tied, else H), V target vocabulary.
 
+LSTM decoders use `SplitInputLSTMCell`: the inputs known in advance (embeddings under
+teacher forcing, and h_T without attention) get their gate inputs for all steps in one
+matrix multiply; inside the loop, the fed-back vector and h share one multiply.
+
 One step (Luong-style, with input feeding):
     x_t  = [emb(y_{t-1}); f_{t-1}]            (attention)   or [emb(y_{t-1}); h_T] (none)
     s_t  = RNN(x_t, s_{t-1})
@@ -19,10 +23,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from s2s.config import Attention, DecoderConfig
+from s2s.config import Attention, Cell, DecoderConfig
 from s2s.model.attention import attend, make_attention
-from s2s.model.cells import has_memory_cell, make_cell
+from s2s.model.cells import SplitInputLSTMCell, has_memory_cell, make_cell
 from s2s.model.encoder import EncoderOutput
+from s2s.model.step_weights import StepGradients
 from s2s.subwords import PAD
 
 
@@ -73,10 +78,21 @@ class Decoder(nn.Module):
         input_size += encoder_size if self.attention is None else 0
         self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
-        self.cells = nn.ModuleList(
-            make_cell(cfg.cell, input_size if layer == 0 else cfg.hidden_size, cfg.hidden_size)
-            for layer in range(cfg.num_layers)
-        )
+        # layer 0's input: [emb(y_{t-1}); h_T (no attention)] is known ahead, f_{t-1} (input feeding) only per step
+        self.ahead_size = embedding_size + (encoder_size if self.attention is None else 0)
+        self.split_lstm = cfg.cell == Cell.lstm
+        self.defer_step_gradients = True  # teacher forcing: one recurrent-weight gradient multiply per sequence
+        if self.split_lstm:
+            self.cells = nn.ModuleList(
+                SplitInputLSTMCell(self.ahead_size, input_size - self.ahead_size, cfg.hidden_size) if layer == 0
+                else SplitInputLSTMCell(0, cfg.hidden_size, cfg.hidden_size)
+                for layer in range(cfg.num_layers)
+            )
+            self._register_load_state_dict_pre_hook(self._from_lstm_cells)
+        else:
+            self.cells = nn.ModuleList(
+                make_cell(cfg.cell, input_size if layer == 0 else cfg.hidden_size, cfg.hidden_size) for layer in range(cfg.num_layers)
+            )
         self.dropout = nn.Dropout(cfg.dropout)
         self.bridge_hidden = nn.Linear(encoder_size, cfg.num_layers * cfg.hidden_size)
         self.bridge_cell = nn.Linear(encoder_size, cfg.num_layers * cfg.hidden_size) if self.uses_memory_cell else None
@@ -104,20 +120,35 @@ class Decoder(nn.Module):
         return DecoderState(hidden, cell, feed)
 
     def step(
-        self, embedded: torch.Tensor, state: DecoderState, memory: Memory
+        self,
+        embedded: torch.Tensor,
+        state: DecoderState,
+        memory: Memory,
+        ahead_gates: torch.Tensor | None = None,
+        step_gradients: list[StepGradients] | None = None,
     ) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
-        """embedded (B, E) -> attentional vector (B, F), new state, attention weights (B, S) or None."""
-        parts = [embedded]
-        if self.feeds_attention:
-            parts.append(state.feed)
-        if self.attention is None:
-            parts.append(memory.summary)
-        x = torch.cat(parts, dim=-1)  # (B, input size)
+        """embedded (B, E) -> attentional vector (B, F), new state, attention weights (B, S) or None.
+
+        LSTM only: `ahead_gates` (B, 4H) are layer 0's gate inputs when precomputed for all
+        steps; `step_gradients` (one per layer) defer the recurrent weights' gradients to one
+        multiply per sequence.
+        """
+        if self.split_lstm:
+            if ahead_gates is None:
+                ahead_gates = self.cells[0].ahead_gates(self._ahead_input(embedded, memory))  # (B, 4H)
+            x = state.feed if self.feeds_attention else state.feed[:, :0]  # (B, F) or (B, 0)
+        else:
+            parts = [embedded, state.feed] if self.feeds_attention else [embedded]
+            x = torch.cat(parts + ([memory.summary] if self.attention is None else []), dim=-1)  # (B, input size)
         hiddens, cells = [], []
         for layer, cell in enumerate(self.cells):
             if layer > 0:
                 x = self.dropout(x)
-            if self.uses_memory_cell:
+            if self.split_lstm:
+                collector = step_gradients[layer] if step_gradients is not None else None
+                h, c = cell(x, (state.hidden[layer], state.cell[layer]), ahead_gates if layer == 0 else None, collector)  # (B, H) x2
+                cells.append(c)
+            elif self.uses_memory_cell:
                 h, c = cell(x, (state.hidden[layer], state.cell[layer]))  # (B, H) x2
                 cells.append(c)
             else:
@@ -131,6 +162,32 @@ class Decoder(nn.Module):
         attentional = torch.tanh(self.combine(torch.cat([x, context], dim=-1)))  # (B, F)
         new_state = DecoderState(torch.stack(hiddens), torch.stack(cells) if cells else None, attentional)
         return attentional, new_state, weights
+
+    def ahead_gates(self, embedded: torch.Tensor, memory: Memory) -> torch.Tensor:
+        """Layer 0's gate inputs from what is known in advance: embedded (B, T, E) -> (B, T, 4H)."""
+        return self.cells[0].ahead_gates(self._ahead_input(embedded, memory))
+
+    def _ahead_input(self, embedded: torch.Tensor, memory: Memory) -> torch.Tensor:
+        """(..., E) -> (..., A): the embeddings, plus h_T when there is no attention."""
+        if self.attention is not None:
+            return embedded
+        summary = memory.summary if embedded.dim() == 2 else memory.summary.unsqueeze(1).expand(-1, embedded.size(1), -1)
+        return torch.cat([embedded, summary], dim=-1)
+
+    def _from_lstm_cells(self, state_dict: dict, prefix: str, *args) -> None:
+        """Checkpoints written with `nn.LSTMCell` decoder layers load into `SplitInputLSTMCell`s."""
+        embedding, feed = self.embedding.embedding_dim, self.output_size if self.feeds_attention else 0
+        for layer, cell in enumerate(self.cells):
+            name = f"{prefix}cells.{layer}."
+            if name + "weight_ih" not in state_dict:
+                continue
+            weight_ih, weight_hh, bias_ih, bias_hh = (state_dict.pop(name + key) for key in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+            columns = torch.arange(weight_ih.size(1))
+            # old layer-0 input order: [emb; feed] with attention, [emb; h_T] without
+            is_step = (columns >= embedding) & (columns < embedding + feed) if layer == 0 else torch.ones_like(columns, dtype=torch.bool)
+            state_dict[name + "weight_ahead"] = weight_ih[:, ~is_step]
+            state_dict[name + "weight_step"] = torch.cat([weight_ih[:, is_step], weight_hh], dim=1)
+            state_dict[name + "bias"] = bias_ih + bias_hh
 
     def logits(self, attentional: torch.Tensor) -> torch.Tensor:
         """(..., F) -> (..., V)"""
@@ -147,9 +204,12 @@ class Decoder(nn.Module):
         """
         if teacher_forcing >= 1.0:
             embedded = self.embed(tgt_in)  # (B, T, E)
+            ahead = self.ahead_gates(embedded, memory) if self.split_lstm else None  # (B, T, 4H): one multiply for all steps
+            defer = self.split_lstm and self.defer_step_gradients and torch.is_grad_enabled()
+            collectors = [StepGradients() for _ in self.cells] if defer else None
             outputs = []
             for t in range(tgt_in.size(1)):
-                attentional, state, _ = self.step(embedded[:, t], state, memory)
+                attentional, state, _ = self.step(embedded[:, t], state, memory, ahead[:, t] if ahead is not None else None, collectors)
                 outputs.append(attentional)
             return self.logits(torch.stack(outputs, dim=1))  # (B, T, F) -> (B, T, V), one projection
         return self._scheduled_sampling(tgt_in, state, memory, teacher_forcing)

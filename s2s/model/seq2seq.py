@@ -43,7 +43,7 @@ class Seq2Seq(nn.Module):
     ) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
         """One decoding step: previous tokens (B,) -> log-probabilities (B, V), new state, attention (B, S)."""
         attentional, state, weights = self.decoder.step(self.decoder.embed(tokens), state, memory)
-        return torch.log_softmax(self.decoder.logits(attentional), dim=-1), state, weights
+        return torch.log_softmax(self.decoder.logits(attentional).float(), dim=-1), state, weights  # fp32 scores in any precision
 
 
 def count_parameters(model: nn.Module) -> int:

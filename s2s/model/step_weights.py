@@ -1,0 +1,70 @@
+"""One weight gradient for a weight used at every time step of a recurrent loop.
+
+Autograd differentiates a recurrent loop step by step: a weight W used at each of T
+steps gets T small weight-gradient products, grad_t^T x_t with only B rows each, and T
+accumulations into W.grad. `step_addmm` computes the same forward, returns the input
+gradients step by step as usual, but keeps each step's (x_t, grad_t) in a `StepGradients`
+collector; the last backward call of the pass computes
+
+    grad W = [grad_1; ...; grad_T]^T [x_1; ...; x_T]
+
+as one matrix multiply over all T*B rows, which runs much closer to the machine's peak.
+
+Shapes: B batch, K input width, N output width.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class StepGradients:
+    """Collects the per-step inputs and output gradients of one weight during one forward/backward pass."""
+
+    def __init__(self) -> None:
+        self.calls = 0  # forward calls so far; the backward call that brings the count back to them is the last
+        self.inputs: list[torch.Tensor] = []  # (B, K) per step
+        self.grads: list[torch.Tensor] = []  # (B, N) per step
+
+
+def step_addmm(base: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, collector: StepGradients) -> torch.Tensor:
+    """base (B, N) or (N,) + x (B, K) @ weight (N, K)^T -> (B, N); weight's gradient deferred to the collector.
+
+    Every call's output must reach the loss (true of a teacher-forced decoder, whose
+    every step feeds the logits), since the weight gradient is made by the last of them.
+    """
+    collector.calls += 1
+    return _StepAddmm.apply(base, x, weight, collector)
+
+
+class _StepAddmm(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, base: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, collector: StepGradients) -> torch.Tensor:
+        device = x.device.type
+        ctx.dtypes = (base.dtype, x.dtype, weight.dtype)
+        ctx.base_shape = base.shape
+        if torch.is_autocast_enabled(device):  # autocast does not reach inside: cast as it would for addmm
+            dtype = torch.get_autocast_dtype(device)
+            base, x, weight = base.to(dtype), x.to(dtype), weight.to(dtype)
+        with torch.autocast(device, enabled=False):
+            out = torch.addmm(base, x, weight.t())  # (B, N)
+        ctx.save_for_backward(x, weight)
+        ctx.collector = collector
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        base_dtype, x_dtype, weight_dtype = ctx.dtypes
+        grad = grad.to(x.dtype)
+        grad_x = (grad @ weight).to(x_dtype)  # (B, K)
+        collector: StepGradients = ctx.collector
+        collector.inputs.append(x)
+        collector.grads.append(grad)
+        grad_weight = None
+        if len(collector.grads) == collector.calls:  # the last step to be differentiated: all are in
+            grad_weight = (torch.cat(collector.grads).t() @ torch.cat(collector.inputs)).to(weight_dtype)  # (N, K)
+            collector.inputs.clear()
+            collector.grads.clear()
+        grad_base = grad if len(ctx.base_shape) == 2 else grad.sum(dim=0)
+        return grad_base.to(base_dtype), grad_x, grad_weight, None
