@@ -98,6 +98,13 @@ def barrier() -> None:
         dist.barrier()
 
 
-def shutdown() -> None:
+def shutdown(finished: bool = True) -> None:
+    """Leave the process group; after a normal finish, wait for every rank first.
+
+    Without the barrier a rank still writing its last files can see the others
+    tear down their gloo connections under it and abort at exit.
+    """
     if dist.is_available() and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
