@@ -98,13 +98,7 @@ def barrier() -> None:
         dist.barrier()
 
 
-def shutdown(finished: bool = True) -> None:
-    """Leave the process group; after a normal finish, wait for every rank first.
-
-    Without the barrier a rank still writing its last files can see the others
-    tear down their gloo connections under it and abort at exit.
-    """
+def shutdown() -> None:
+    """Leave the process group (after a normal finish, call barrier() first)."""
     if dist.is_available() and dist.is_initialized():
-        if finished:
-            dist.barrier()
         dist.destroy_process_group()

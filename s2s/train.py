@@ -85,12 +85,12 @@ def main() -> None:
         distributed.init_from_environment()
         if not any(arg.startswith("hydra.run.dir=") for arg in sys.argv[1:]):
             sys.argv.append(f"hydra.run.dir={distributed.shared_run_dir()}")
-    finished = False
     try:
         hydra_main()
-        finished = True
+        # A rank that leaves while another still writes its last files tears gloo down under it.
+        distributed.barrier()
     finally:
-        distributed.shutdown(finished)
+        distributed.shutdown()
 
 
 if __name__ == "__main__":

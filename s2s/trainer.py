@@ -291,7 +291,7 @@ class Trainer:
         log.info(message)
         if self.world.is_main:
             print(message, file=sys.stderr, flush=True)
-        distributed.shutdown(finished=False)  # the barrier above already met every rank
+        distributed.shutdown()
         sys.exit(128 + int(request.signal_number or 0))
 
     def _finished(self) -> bool:
