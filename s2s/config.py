@@ -56,6 +56,7 @@ class Precision(str, Enum):
 class Scheduler(str, Enum):
     none = "none"  # constant learning rate (after any warm-up)
     plateau = "plateau"  # multiply lr by `factor` when the validation metric stalls
+    linear = "linear"  # constant until `decay_start` of the budget, then linear decay to min_lr at its end
 
 
 @dataclass
@@ -129,7 +130,8 @@ class OptimConfig:
     scheduler: Scheduler = Scheduler.plateau  # learning-rate schedule after warm-up
     plateau_factor: float = 0.5  # plateau: lr multiplier when the metric stalls
     plateau_patience: int = 2  # plateau: validations without improvement before decaying
-    min_lr: float = 1e-5  # plateau: lower bound on the learning rate
+    min_lr: float = 1e-5  # plateau: lower bound on the learning rate; linear: the rate at the end of the budget
+    decay_start: float = 0.5  # linear: fraction of the budget (max_steps, max_epochs or max_minutes) before the decay begins
     ema_decay: float = 0.0  # validate, translate with an exponential moving average of the weights (e.g. 0.999; 0 = off)
 
 

@@ -26,7 +26,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
@@ -38,9 +37,11 @@ from s2s.config import Config, Optimizer, Precision, Scheduler
 from s2s.data import TrainingData, prepare_training_data
 from s2s.errors import S2SError
 from s2s.interrupts import StopRequest, stop_on_signals
+from s2s.loss import smoothed_cross_entropy
 from s2s.metrics import HIGHER_IS_BETTER, perplexity, score
 from s2s.model.seq2seq import Seq2Seq, count_parameters
 from s2s.run_log import RunLog
+from s2s.schedule import budget_fraction, linear_decay_lr, warmup_factor
 from s2s.subwords import PAD
 from s2s.translator import Translator, build_model, pick_device
 
@@ -70,8 +71,8 @@ def config_as_dict(cfg: Config) -> dict[str, Any]:
 
 
 def token_loss(logits: torch.Tensor, gold: torch.Tensor, label_smoothing: float) -> torch.Tensor:
-    """Summed cross-entropy over non-padding tokens: logits (B, T, V), gold (B, T) -> scalar."""
-    return F.cross_entropy(logits.flatten(0, 1).float(), gold.flatten(), ignore_index=PAD, label_smoothing=label_smoothing, reduction="sum")
+    """Summed cross-entropy over non-padding tokens: logits (B, T, V), gold (B, T) -> fp32 scalar."""
+    return smoothed_cross_entropy(logits.flatten(0, 1), gold.flatten(), label_smoothing, PAD)
 
 
 def warmed_up_ema(decay: float):
@@ -104,6 +105,13 @@ class Trainer:
         self.device = torch.device("cuda", self.world.local_rank) if self.world.distributed and torch.cuda.is_available() else pick_device(cfg.device)
         if cfg.optim.accumulate < 1:
             raise S2SError(f"optim.accumulate must be at least 1, got {cfg.optim.accumulate}")
+        if not 0.0 <= cfg.optim.label_smoothing < 1.0:
+            raise S2SError(f"optim.label_smoothing must be in [0, 1), got {cfg.optim.label_smoothing}")
+        if cfg.optim.scheduler == Scheduler.linear:
+            if not 0.0 <= cfg.optim.decay_start < 1.0:
+                raise S2SError(f"optim.decay_start must be in [0, 1), got {cfg.optim.decay_start}")
+            if not (cfg.trainer.max_steps > 0 or cfg.trainer.max_epochs > 0 or cfg.trainer.max_minutes > 0):
+                raise S2SError("optim.scheduler=linear decays over the run's budget: set trainer.max_steps, trainer.max_epochs or trainer.max_minutes")
         if not 0.0 <= cfg.optim.ema_decay < 1.0:
             raise S2SError(f"optim.ema_decay must be in [0, 1) (0 turns the moving average off), got {cfg.optim.ema_decay}")
         resume_from = self._resume_source()
@@ -320,7 +328,7 @@ class Trainer:
         """
         started = time.perf_counter()
         self.train_model.train()
-        self._warmup_lr()
+        self._set_lr()
         local_tokens = sum(b.num_tgt_tokens for b in batches)
         all_tokens = float(distributed.sum_over_ranks(torch.tensor([float(local_tokens)]))[0])
         self.optimizer.zero_grad(set_to_none=True)
@@ -368,11 +376,26 @@ class Trainer:
                 f"the last good checkpoint is {checkpoint.checkpoint_path(self.run_dir, 'last')}; try a lower optim.lr or optim.clip_norm"
             )
 
-    def _warmup_lr(self) -> None:
-        warmup = self.cfg.optim.warmup_steps
-        if warmup > 0 and self.progress.step < warmup:
-            for group in self.optimizer.param_groups:
-                group["lr"] = self.cfg.optim.lr * (self.progress.step + 1) / warmup
+    def _set_lr(self) -> None:
+        """Warm-up, then the linear schedule if chosen (the plateau schedule acts at validation)."""
+        o = self.cfg.optim
+        factor = warmup_factor(self.progress.step, o.warmup_steps)
+        if factor is not None:
+            lr = o.lr * factor
+        elif o.scheduler == Scheduler.linear:
+            lr = linear_decay_lr(o.lr, o.min_lr, self._budget_fraction(), o.decay_start)
+        else:
+            return
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def _budget_fraction(self) -> float:
+        t = self.cfg.trainer
+        wall = self.progress.wall_seconds
+        if t.max_minutes > 0 and self.world.distributed:  # ranks' clocks differ slightly: all use the mean
+            wall = float(distributed.sum_over_ranks(torch.tensor([wall], dtype=torch.float64))[0]) / self.world.size
+        epoch_steps = self._updates_per_epoch(self.progress.epoch) * t.max_epochs if t.max_epochs > 0 else 0
+        return budget_fraction(self.progress.step, wall, t.max_steps, epoch_steps, t.max_minutes)
 
     def _report(self, bar: tqdm) -> None:
         mean_loss = sum(l for l, _, _ in self.recent) / len(self.recent)

@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
     parser.add_argument("--decode", action="store_true", help="profile greedy decoding instead of training")
     parser.add_argument("--rows", type=int, default=25)
+    parser.add_argument("--shapes", action="store_true", help="one row per operator and input shapes")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -67,10 +68,10 @@ def main() -> None:
     for _ in range(args.steps):
         step()
     seconds = (time.perf_counter() - started) / args.steps
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=args.shapes) as prof:
         for _ in range(args.steps):
             step()
-    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
+    print(prof.key_averages(group_by_input_shape=args.shapes).table(sort_by="self_cpu_time_total", row_limit=args.rows))
     tokens = args.batch * args.tgt_len
     print(f"{seconds * 1000:.1f} ms per {'decoding batch' if args.decode else 'step'}; {tokens / seconds:.0f} target tokens/s")
 

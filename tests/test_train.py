@@ -149,3 +149,11 @@ def test_weight_averaging_rejects_a_bad_decay(tmp_path):
 
     with pytest.raises(S2SError, match="ema_decay"):
         run(make_config(*TINY, "optim.ema_decay=1.0"), str(tmp_path / "run"))
+
+
+@pytest.mark.parametrize("smoothing", ["-0.1", "1.0"])
+def test_label_smoothing_outside_0_1_is_rejected_before_training(tmp_path, smoothing):
+    from s2s.errors import S2SError
+
+    with pytest.raises(S2SError, match="optim.label_smoothing must be in"):
+        run(make_config(*TINY, f"optim.label_smoothing={smoothing}"), str(tmp_path / "run"))

@@ -1,0 +1,68 @@
+"""The hand-written label-smoothed cross-entropy matches torch's, value and gradient."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from s2s.loss import smoothed_cross_entropy
+
+PAD = 0
+
+
+def _logits_and_gold(rows: int = 37, vocab: int = 53, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    logits = (3 * torch.randn(rows, vocab, generator=generator)).to(dtype)
+    gold = torch.randint(1, vocab, (rows,), generator=generator)
+    gold[::5] = PAD  # every fifth row is padding
+    return logits, gold
+
+
+def _loss_and_grad(loss_fn, logits: torch.Tensor, upstream: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    logits = logits.clone().requires_grad_()
+    loss = loss_fn(logits)
+    (loss * upstream).backward()
+    return loss.detach(), logits.grad
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.3])
+def test_matches_torch_cross_entropy_in_value_and_gradient(smoothing):
+    logits, gold = _logits_and_gold()
+    expected, expected_grad = _loss_and_grad(
+        lambda z: F.cross_entropy(z, gold, ignore_index=PAD, label_smoothing=smoothing, reduction="sum"), logits, upstream=0.37
+    )
+    loss, grad = _loss_and_grad(lambda z: smoothed_cross_entropy(z, gold, smoothing, PAD), logits, upstream=0.37)
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(grad, expected_grad)
+
+
+def test_bf16_logits_give_fp32_loss_and_bf16_gradient_close_to_fp32():
+    logits, gold = _logits_and_gold(dtype=torch.bfloat16)
+    expected, expected_grad = _loss_and_grad(
+        lambda z: F.cross_entropy(z.float(), gold, ignore_index=PAD, label_smoothing=0.1, reduction="sum"), logits
+    )
+    loss, grad = _loss_and_grad(lambda z: smoothed_cross_entropy(z, gold, 0.1, PAD), logits)
+    assert loss.dtype == torch.float32 and grad.dtype == torch.bfloat16
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(grad.float(), expected_grad.float(), atol=1e-2, rtol=1e-2)
+
+
+def test_padding_rows_add_nothing_and_get_zero_gradient():
+    logits, gold = _logits_and_gold()
+    kept = gold != PAD
+    loss, grad = _loss_and_grad(lambda z: smoothed_cross_entropy(z, gold, 0.1, PAD), logits)
+    kept_only, _ = _loss_and_grad(lambda z: smoothed_cross_entropy(z, gold[kept], 0.1, PAD), logits[kept])
+    torch.testing.assert_close(loss, kept_only)
+    assert torch.all(grad[~kept] == 0) and torch.all(grad[kept].abs().sum(dim=1) > 0)
+
+
+def test_all_padding_is_zero_loss():
+    logits, _ = _logits_and_gold(rows=4)
+    loss, grad = _loss_and_grad(lambda z: smoothed_cross_entropy(z, torch.zeros(4, dtype=torch.long), 0.1, PAD), logits)
+    assert loss.item() == 0.0 and torch.all(grad == 0)
+
+
+@pytest.mark.parametrize("smoothing", [-0.1, 1.0])
+def test_rejects_smoothing_outside_0_1(smoothing):
+    logits, gold = _logits_and_gold(rows=3)
+    with pytest.raises(ValueError, match="label smoothing"):
+        smoothed_cross_entropy(logits, gold, smoothing, PAD)
