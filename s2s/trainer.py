@@ -1,6 +1,7 @@
 """The training loop: batch, forward, loss, backward, clip, step, log; validate and checkpoint.
 
-Every `trainer.valid_every` updates and at each epoch end: validate (loss, perplexity,
+Every `trainer.valid_every` updates and at each epoch end (unless `trainer.valid_each_epoch`
+is false), and when training ends: validate (loss, perplexity,
 BLEU/chrF/exact match of decoded output), save `last.pt`, and `best.pt` when the chosen
 metric improved, then decide on early stopping.
 
@@ -245,7 +246,7 @@ class Trainer:
                 else:
                     self.progress.epoch += 1
                     self.progress.position = 0
-                    if self.progress.validated_at != self.progress.step:
+                    if t.valid_each_epoch and self.progress.validated_at != self.progress.step:
                         last_metrics = self.validate_and_save()
                     stop = self._finished() or self._early_stop() or self._agree(stop_request.requested)
             bar.close()

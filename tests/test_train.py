@@ -157,3 +157,19 @@ def test_label_smoothing_outside_0_1_is_rejected_before_training(tmp_path, smoot
 
     with pytest.raises(S2SError, match="optim.label_smoothing must be in"):
         run(make_config(*TINY, f"optim.label_smoothing={smoothing}"), str(tmp_path / "run"))
+
+
+@pytest.mark.parametrize("each_epoch", [True, False])
+def test_validation_at_epoch_ends_can_be_turned_off(tmp_path, each_epoch):
+    import json
+
+    torch.set_num_threads(1)
+    run_dir = str(tmp_path / "run")
+    run(make_config(*TINY, "trainer.max_steps=0", "trainer.max_epochs=3", "trainer.valid_every=1000", f"trainer.valid_each_epoch={each_epoch}"), run_dir)
+    with open(os.path.join(run_dir, "history.jsonl")) as lines:
+        validated = [record["step"] for record in map(json.loads, lines) if record["kind"] == "valid"]
+    last = checkpoint.load(checkpoint.checkpoint_path(run_dir, "last"))["progress"]["step"]
+    if each_epoch:
+        assert len(validated) == 3 and validated[-1] == last  # one per epoch, the last at the end
+    else:
+        assert validated == [last]  # only the final validation
