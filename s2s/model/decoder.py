@@ -26,6 +26,7 @@ from torch import nn
 from s2s.config import Attention, Cell, DecoderConfig
 from s2s.model.attention import attend, make_attention
 from s2s.model.cells import SplitInputLSTMCell, has_memory_cell, make_cell
+from s2s.model.dropout import Dropout
 from s2s.model.encoder import EncoderOutput
 from s2s.model.step_weights import StepGradients
 from s2s.subwords import PAD
@@ -77,7 +78,7 @@ class Decoder(nn.Module):
         input_size += self.output_size if self.feeds_attention else 0
         input_size += encoder_size if self.attention is None else 0
         self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD)
-        self.embedding_dropout = nn.Dropout(embedding_dropout)
+        self.embedding_dropout = Dropout(embedding_dropout)
         # layer 0's input: [emb(y_{t-1}); h_T (no attention)] is known ahead, f_{t-1} (input feeding) only per step
         self.ahead_size = embedding_size + (encoder_size if self.attention is None else 0)
         self.split_lstm = cfg.cell == Cell.lstm
@@ -93,7 +94,7 @@ class Decoder(nn.Module):
             self.cells = nn.ModuleList(
                 make_cell(cfg.cell, input_size if layer == 0 else cfg.hidden_size, cfg.hidden_size) for layer in range(cfg.num_layers)
             )
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.bridge_hidden = nn.Linear(encoder_size, cfg.num_layers * cfg.hidden_size)
         self.bridge_cell = nn.Linear(encoder_size, cfg.num_layers * cfg.hidden_size) if self.uses_memory_cell else None
         self.combine = nn.Linear(cfg.hidden_size + encoder_size, self.output_size)

@@ -14,6 +14,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from s2s.config import Cell, EncoderConfig
 from s2s.model.cells import PeepholeLSTMCell, has_memory_cell
+from s2s.model.dropout import Dropout
 from s2s.subwords import PAD
 
 
@@ -33,8 +34,8 @@ class Encoder(nn.Module):
         self.num_layers = cfg.num_layers
         self.output_size = 2 * cfg.hidden_size
         self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD)
-        self.embedding_dropout = nn.Dropout(embedding_dropout)
-        self.output_dropout = nn.Dropout(cfg.dropout)
+        self.embedding_dropout = Dropout(embedding_dropout)
+        self.output_dropout = Dropout(cfg.dropout)
         between = cfg.dropout if cfg.num_layers > 1 else 0.0
         match cfg.cell:
             case Cell.lstm:
@@ -82,7 +83,7 @@ class BiPeepholeLSTM(nn.Module):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int, dropout: float):
         super().__init__()
         self.hidden_size = hidden_size
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.cells = nn.ModuleList(
             PeepholeLSTMCell(input_size if layer == 0 else 2 * hidden_size, hidden_size)
             for layer in range(num_layers)
