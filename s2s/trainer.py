@@ -133,6 +133,7 @@ class Trainer:
             self.optimizer, mode=mode, factor=cfg.optim.plateau_factor, patience=cfg.optim.plateau_patience, min_lr=cfg.optim.min_lr
         )
         self.progress = Progress()
+        self.elapsed_seconds = 0.0  # wall seconds as all ranks agree on them, updated once per update by _finished()
         self.best_metrics: dict[str, Any] | None = None
         self.recent: list[tuple[float, int, float]] = []  # (loss, tokens, seconds) of the latest steps
         if resume_from:
@@ -306,7 +307,10 @@ class Trainer:
     def _finished(self) -> bool:
         t = self.cfg.trainer
         self._tick()
-        out_of_time = t.max_minutes > 0 and self._agree(self.progress.wall_seconds >= 60 * t.max_minutes)
+        if t.max_minutes > 0:  # the ranks' clocks differ slightly: all use their mean (one collective per update)
+            wall = torch.tensor([self.progress.wall_seconds], dtype=torch.float64)
+            self.elapsed_seconds = float(distributed.sum_over_ranks(wall)[0]) / self.world.size
+        out_of_time = t.max_minutes > 0 and self.elapsed_seconds >= 60 * t.max_minutes
         return (t.max_steps > 0 and self.progress.step >= t.max_steps) or (t.max_epochs > 0 and self.progress.epoch >= t.max_epochs) or out_of_time
 
     def _tick(self) -> None:
@@ -392,11 +396,8 @@ class Trainer:
 
     def _budget_fraction(self) -> float:
         t = self.cfg.trainer
-        wall = self.progress.wall_seconds
-        if t.max_minutes > 0 and self.world.distributed:  # ranks' clocks differ slightly: all use the mean
-            wall = float(distributed.sum_over_ranks(torch.tensor([wall], dtype=torch.float64))[0]) / self.world.size
         epoch_steps = self._updates_per_epoch(self.progress.epoch) * t.max_epochs if t.max_epochs > 0 else 0
-        return budget_fraction(self.progress.step, wall, t.max_steps, epoch_steps, t.max_minutes)
+        return budget_fraction(self.progress.step, self.elapsed_seconds, t.max_steps, epoch_steps, t.max_minutes)
 
     def _report(self, bar: tqdm) -> None:
         mean_loss = sum(l for l, _, _ in self.recent) / len(self.recent)

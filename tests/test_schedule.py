@@ -44,6 +44,16 @@ def test_training_follows_the_linear_schedule(tmp_path):
     assert group["lr"] == pytest.approx(linear_decay_lr(1e-3, 1e-5, 0.9, 0.5))
 
 
+def test_a_time_budget_decays_the_rate_with_the_clock(tmp_path):
+    """With only trainer.max_minutes set, the rate falls with wall-clock time: well below the peak when time is up."""
+    torch.set_num_threads(1)
+    overrides = ["trainer.max_steps=0", "trainer.max_epochs=0", "trainer.max_minutes=0.05", "trainer.valid_every=1000"]
+    run(make_config(*TINY, *overrides, "optim.scheduler=linear", "optim.decay_start=0.0"), str(tmp_path / "run"))
+    state = checkpoint.load(checkpoint.checkpoint_path(str(tmp_path / "run"), "last"))
+    [group] = state["optimizer"]["param_groups"]
+    assert state["progress"]["step"] > 1 and 1e-5 <= group["lr"] < 0.9e-3  # far below the peak on any machine
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [
