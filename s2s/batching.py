@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow.compute as pc
 import torch
 
+from s2s.subword_sampling import SubwordSampler
 from s2s.subwords import BOS, EOS, PAD
 
 
@@ -149,17 +150,29 @@ class TrainBatches:
     and the rows of a batch are read when the batch is made.
     """
 
-    def __init__(self, pairs: datasets.Dataset, max_tokens: int, seed: int):
+    def __init__(self, pairs: datasets.Dataset, max_tokens: int, seed: int, sampler: SubwordSampler | None = None):
+        self.max_tokens, self.seed = max_tokens, seed
+        self.sampler = sampler  # subword regularization: a new segmentation of `text_pairs` each epoch
+        self.text_pairs = pairs if sampler is not None else None
+        self._use(pairs)
+        self._plan: tuple[int, BatchPlan] | None = None  # the latest epoch's plan: the training loop asks more than once
+
+    def _use(self, pairs: datasets.Dataset) -> None:
         self.pairs = pairs.select_columns(["src_ids", "tgt_ids"]).with_format(None)
         self.src_lengths = sequence_lengths(self.pairs, "src_ids")  # (N,)
         self.tgt_lengths = sequence_lengths(self.pairs, "tgt_ids")  # (N,)
-        self.max_tokens, self.seed = max_tokens, seed
-        self._plan: tuple[int, BatchPlan] | None = None  # the latest epoch's plan: the training loop asks more than once
 
     def plan(self, epoch: int) -> BatchPlan:
-        """The epoch's batches as a compact sequence of index lists (what epoch_batches returns, as a list)."""
+        """The epoch's batches as a compact sequence of index lists (what epoch_batches returns, as a list).
+
+        With a sampler, planning an epoch also re-segments the corpus for it; `batch` reads the
+        segmentation of the epoch planned last.
+        """
         if self._plan is None or self._plan[0] != epoch:
-            generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            epoch_seed = self.seed * 100_003 + epoch
+            if self.sampler is not None:
+                self._use(self.sampler(self.text_pairs, epoch_seed, epoch))
+            generator = torch.Generator().manual_seed(epoch_seed)
             self._plan = (epoch, plan_batches(self.src_lengths, self.tgt_lengths, self.max_tokens, generator))
         return self._plan[1]
 

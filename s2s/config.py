@@ -66,6 +66,9 @@ class SubwordConfig:
     joint: bool = True  # one vocabulary for source and target, else one each
     character_coverage: float = 1.0  # fraction of characters covered by the model
     max_sentences: int = 1_000_000  # train sentencepiece on at most this many sentences
+    # subword regularization: > 0 trains each epoch on a fresh random segmentation of the training
+    # text (unigram: the sampling smoothing, smaller = more varied; bpe: the BPE-dropout probability)
+    sampling_alpha: float = 0.0
 
 
 @dataclass

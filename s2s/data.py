@@ -29,6 +29,7 @@ from s2s.batching import Batch, TrainBatches, make_batch, token_budget_batches
 from s2s.config import DataConfig
 from s2s.corpus import load_split
 from s2s.errors import S2SError
+from s2s.subword_sampling import SubwordSampler, check_alpha
 from s2s.subwords import Tokenizers, load_tokenizers, tokenizer_files, train_tokenizers
 
 log = logging.getLogger(__name__)
@@ -102,22 +103,25 @@ def _both_sides_at_most(rows: pa.Table, max_len: int) -> pa.ChunkedArray:
     return pc.and_(pc.less_equal(pc.list_value_length(rows["src_ids"]), max_len), pc.less_equal(pc.list_value_length(rows["tgt_ids"]), max_len))
 
 
-def encode_dataset(tokenizers: Tokenizers, pairs: datasets.Dataset, max_len: int, workdir: str | None) -> tuple[datasets.Dataset, dict[str, int]]:
+def encode_dataset(
+    tokenizers: Tokenizers, pairs: datasets.Dataset, max_len: int, workdir: str | None, keep_text: bool = False
+) -> tuple[datasets.Dataset, dict[str, int]]:
     """Encode a Dataset of `src`/`tgt` strings into `src_ids`/`tgt_ids`, dropping pairs with an
     empty side, then pairs with a side over max_len; return the kept pairs and the counts.
 
     The results are written as Arrow files into `workdir` (memory-mapped), or kept in
-    memory when `workdir` is None.
+    memory when `workdir` is None. With keep_text the `src`/`tgt` strings stay beside the ids.
     """
     largest = max(tokenizers.src.get_piece_size(), tokenizers.tgt.get_piece_size())
     id_type = datasets.Value("uint16" if largest <= 2**16 else "int32")
+    text_columns = {"src": datasets.Value("string"), "tgt": datasets.Value("string")} if keep_text else {}
     in_workdir = lambda name: os.path.join(workdir, name) if workdir else None  # noqa: E731
     encoded = pairs.map(
         _encode_batch,
         batched=True,
         fn_kwargs={"tokenizers": tokenizers},
-        remove_columns=pairs.column_names,
-        features=datasets.Features({"src_ids": datasets.List(id_type), "tgt_ids": datasets.List(id_type)}),
+        remove_columns=[c for c in pairs.column_names if c not in text_columns],
+        features=datasets.Features({**text_columns, "src_ids": datasets.List(id_type), "tgt_ids": datasets.List(id_type)}),
         cache_file_name=in_workdir("encoded.arrow"),
         load_from_cache_file=False,
         desc="encoding",
@@ -139,9 +143,11 @@ def encode_dataset(tokenizers: Tokenizers, pairs: datasets.Dataset, max_len: int
 
 def prepare_training_batches(cfg: DataConfig, tokenizers: Tokenizers, train: datasets.Dataset, seed: int) -> tuple[TrainBatches, dict[str, int]]:
     """Encode and filter the training split into batches; the Arrow files live as long as the batches."""
+    alpha = cfg.subword.sampling_alpha
+    check_alpha(alpha, cfg.subword.model_type)
     workdir = tempfile.mkdtemp(prefix="s2s-train-data-") if train.cache_files else None  # in-memory corpora stay in memory
     try:
-        pairs, counts = encode_dataset(tokenizers, train, cfg.max_len, workdir)
+        pairs, counts = encode_dataset(tokenizers, train, cfg.max_len, workdir, keep_text=alpha > 0)
     except BaseException:
         if workdir:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -152,7 +158,10 @@ def prepare_training_batches(cfg: DataConfig, tokenizers: Tokenizers, train: dat
     )
     if not counts["kept"]:
         raise S2SError(f"no training pairs left in split {cfg.train_split!r} after dropping empty and over-long ones")
-    batches = TrainBatches(pairs, cfg.max_tokens, seed)
+    sampler = SubwordSampler(tokenizers, alpha, cfg.max_len, workdir) if alpha > 0 else None
+    if sampler is not None:
+        log.info("subword regularization: a new segmentation of the training split each epoch (alpha %g)", alpha)
+    batches = TrainBatches(pairs, cfg.max_tokens, seed, sampler)
     if workdir:
         weakref.finalize(batches, shutil.rmtree, workdir, ignore_errors=True)
     return batches, counts

@@ -34,6 +34,13 @@ class Tokenizers:
     def encode_tgt(self, texts: list[str]) -> list[list[int]]:
         return self.tgt.encode(texts)
 
+    def sample_src(self, texts: list[str], alpha: float) -> list[list[int]]:
+        """One random segmentation per text (subword regularization); one thread, so the seed fixes it."""
+        return self.src.encode(texts, enable_sampling=True, alpha=alpha, nbest_size=-1, num_threads=1)
+
+    def sample_tgt(self, texts: list[str], alpha: float) -> list[list[int]]:
+        return self.tgt.encode(texts, enable_sampling=True, alpha=alpha, nbest_size=-1, num_threads=1)
+
     def decode_tgt(self, ids: list[list[int]]) -> list[str]:
         return self.tgt.decode(ids)
 
