@@ -12,6 +12,7 @@ from torch import nn
 
 from s2s.config import Attention
 from s2s.errors import S2SError
+from s2s.model.step_weights import StepGradients, step_linear
 
 
 class AdditiveAttention(nn.Module):
@@ -26,8 +27,9 @@ class AdditiveAttention(nn.Module):
     def prepare_keys(self, values: torch.Tensor) -> torch.Tensor:
         return self.key_map(values)  # (B, S, C) -> (B, S, A=H)
 
-    def scores(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        hidden = torch.tanh(keys + self.query_map(query).unsqueeze(1))  # (B, S, A)
+    def scores(self, query: torch.Tensor, keys: torch.Tensor, query_gradients: StepGradients | None = None) -> torch.Tensor:
+        """query (B, H), keys (B, S, A) -> (B, S); `query_gradients` defers query_map's weight gradient."""
+        hidden = (keys + step_linear(self.query_map, query, query_gradients).unsqueeze(1)).tanh_()  # (B, S, A), in place: one buffer
         return self.energy(hidden).squeeze(-1)  # (B, S)
 
 
@@ -49,7 +51,7 @@ class MultiplicativeAttention(nn.Module):
     def prepare_keys(self, values: torch.Tensor) -> torch.Tensor:
         return self.key_map(values)  # (B, S, C) -> (B, S, H)
 
-    def scores(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    def scores(self, query: torch.Tensor, keys: torch.Tensor, query_gradients: StepGradients | None = None) -> torch.Tensor:
         return torch.bmm(keys, query.unsqueeze(2)).squeeze(2)  # (B, S, H) x (B, H, 1) -> (B, S)
 
 
@@ -59,12 +61,13 @@ def attend(
     keys: torch.Tensor,
     values: torch.Tensor,
     mask: torch.Tensor,
+    query_gradients: StepGradients | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """query (B, H), keys (B, S, A), values (B, S, C), mask (B, S) -> context (B, C), weights (B, S).
 
-    Padding gets exactly zero weight.
+    Padding gets exactly zero weight. `query_gradients`: see s2s.model.step_weights.
     """
-    scores = module.scores(query, keys).masked_fill(~mask, float("-inf"))  # (B, S)
+    scores = module.scores(query, keys, query_gradients).masked_fill(~mask, float("-inf"))  # (B, S)
     weights = torch.softmax(scores, dim=-1)  # (B, S)
     context = torch.bmm(weights.unsqueeze(1), values).squeeze(1)  # (B, C)
     return context, weights

@@ -18,7 +18,7 @@ One step (Luong-style, with input feeding):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -28,7 +28,7 @@ from s2s.model.attention import attend, make_attention
 from s2s.model.cells import SplitInputLSTMCell, has_memory_cell, make_cell
 from s2s.model.dropout import Dropout
 from s2s.model.encoder import EncoderOutput
-from s2s.model.step_weights import StepGradients
+from s2s.model.step_weights import StepGradients, step_linear
 from s2s.subwords import PAD
 
 
@@ -58,6 +58,16 @@ class DecoderState:
         return DecoderState(self.hidden.index_select(1, index), cell, self.feed.index_select(0, index))
 
 
+@dataclass
+class StepCollectors:
+    """Teacher-forced training: the weights used at every step get one gradient multiply per
+    sequence instead of one per step (see s2s.model.step_weights)."""
+
+    cells: list[StepGradients]  # each LSTM layer's weight_step
+    combine: StepGradients = field(default_factory=StepGradients)  # W_c
+    query: StepGradients = field(default_factory=StepGradients)  # the attention's query projection
+
+
 class Decoder(nn.Module):
     def __init__(
         self,
@@ -82,7 +92,7 @@ class Decoder(nn.Module):
         # layer 0's input: [emb(y_{t-1}); h_T (no attention)] is known ahead, f_{t-1} (input feeding) only per step
         self.ahead_size = embedding_size + (encoder_size if self.attention is None else 0)
         self.split_lstm = cfg.cell == Cell.lstm
-        self.defer_step_gradients = True  # teacher forcing: one recurrent-weight gradient multiply per sequence
+        self.defer_step_gradients = True  # teacher forcing: one gradient multiply per sequence for per-step weights
         if self.split_lstm:
             self.cells = nn.ModuleList(
                 SplitInputLSTMCell(self.ahead_size, input_size - self.ahead_size, cfg.hidden_size) if layer == 0
@@ -126,12 +136,12 @@ class Decoder(nn.Module):
         state: DecoderState,
         memory: Memory,
         ahead_gates: torch.Tensor | None = None,
-        step_gradients: list[StepGradients] | None = None,
+        step_gradients: StepCollectors | None = None,
     ) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
         """embedded (B, E) -> attentional vector (B, F), new state, attention weights (B, S) or None.
 
         LSTM only: `ahead_gates` (B, 4H) are layer 0's gate inputs when precomputed for all
-        steps; `step_gradients` (one per layer) defer the recurrent weights' gradients to one
+        steps; `step_gradients` defer the gradients of the weights used at every step to one
         multiply per sequence.
         """
         if self.split_lstm:
@@ -146,7 +156,7 @@ class Decoder(nn.Module):
             if layer > 0:
                 x = self.dropout(x)
             if self.split_lstm:
-                collector = step_gradients[layer] if step_gradients is not None else None
+                collector = step_gradients.cells[layer] if step_gradients is not None else None
                 h, c = cell(x, (state.hidden[layer], state.cell[layer]), ahead_gates if layer == 0 else None, collector)  # (B, H) x2
                 cells.append(c)
             elif self.uses_memory_cell:
@@ -156,11 +166,12 @@ class Decoder(nn.Module):
                 h = cell(x, state.hidden[layer])  # (B, H)
             hiddens.append(h)
             x = h
+        query_gradients, combine_gradients = (step_gradients.query, step_gradients.combine) if step_gradients is not None else (None, None)
         if self.attention is not None:
-            context, weights = attend(self.attention, x, memory.keys, memory.values, memory.mask)  # (B, C), (B, S)
+            context, weights = attend(self.attention, x, memory.keys, memory.values, memory.mask, query_gradients)  # (B, C), (B, S)
         else:
             context, weights = memory.summary, None
-        attentional = torch.tanh(self.combine(torch.cat([x, context], dim=-1)))  # (B, F)
+        attentional = torch.tanh(step_linear(self.combine, torch.cat([x, context], dim=-1), combine_gradients))  # (B, F)
         new_state = DecoderState(torch.stack(hiddens), torch.stack(cells) if cells else None, attentional)
         return attentional, new_state, weights
 
@@ -207,7 +218,7 @@ class Decoder(nn.Module):
             embedded = self.embed(tgt_in)  # (B, T, E)
             ahead = self.ahead_gates(embedded, memory) if self.split_lstm else None  # (B, T, 4H): one multiply for all steps
             defer = self.split_lstm and self.defer_step_gradients and torch.is_grad_enabled()
-            collectors = [StepGradients() for _ in self.cells] if defer else None
+            collectors = StepCollectors([StepGradients() for _ in self.cells]) if defer else None
             outputs = []
             for t in range(tgt_in.size(1)):
                 attentional, state, _ = self.step(embedded[:, t], state, memory, ahead[:, t] if ahead is not None else None, collectors)

@@ -37,6 +37,14 @@ def step_addmm(base: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, collec
     return _StepAddmm.apply(base, x, weight, collector)
 
 
+def step_linear(layer: torch.nn.Linear, x: torch.Tensor, collector: StepGradients | None) -> torch.Tensor:
+    """layer(x) for x (B, K) -> (B, N); with a collector, the weight's gradient is deferred to it."""
+    if collector is None:
+        return layer(x)
+    base = layer.bias if layer.bias is not None else x.new_zeros(layer.out_features)  # (N,)
+    return step_addmm(base, x, layer.weight, collector)
+
+
 class _StepAddmm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, base: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, collector: StepGradients) -> torch.Tensor:
