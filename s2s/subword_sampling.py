@@ -34,7 +34,7 @@ def check_alpha(alpha: float, model_type: SubwordModel) -> None:
 @contextmanager
 def _no_progress_bars() -> Iterator[None]:
     """A short per-epoch pass should not print a progress bar into the training log every epoch."""
-    was_enabled = datasets.utils.are_progress_bars_disabled() is False
+    was_enabled = not datasets.utils.are_progress_bars_disabled()
     datasets.utils.disable_progress_bars()
     try:
         yield

@@ -52,6 +52,7 @@ class MultiplicativeAttention(nn.Module):
         return self.key_map(values)  # (B, S, C) -> (B, S, H)
 
     def scores(self, query: torch.Tensor, keys: torch.Tensor, query_gradients: StepGradients | None = None) -> torch.Tensor:
+        """query (B, H), keys (B, S, H) -> (B, S); the query is not projected, so query_gradients is unused."""
         return torch.bmm(keys, query.unsqueeze(2)).squeeze(2)  # (B, S, H) x (B, H, 1) -> (B, S)
 
 

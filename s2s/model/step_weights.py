@@ -38,11 +38,13 @@ def step_addmm(base: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, collec
 
 
 def step_linear(layer: torch.nn.Linear, x: torch.Tensor, collector: StepGradients | None) -> torch.Tensor:
-    """layer(x) for x (B, K) -> (B, N); with a collector, the weight's gradient is deferred to it."""
+    """layer(x) for x (B, K) -> (B, N); with a collector, the weight's gradient is deferred to it.
+
+    The layer must have a bias (it is the addmm's base); the decoder's per-step layers all do.
+    """
     if collector is None:
         return layer(x)
-    base = layer.bias if layer.bias is not None else x.new_zeros(layer.out_features)  # (N,)
-    return step_addmm(base, x, layer.weight, collector)
+    return step_addmm(layer.bias, x, layer.weight, collector)
 
 
 class _StepAddmm(torch.autograd.Function):
