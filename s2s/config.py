@@ -114,6 +114,7 @@ class DecoderConfig:
 class ModelConfig:
     embedding_size: int = 256  # source and target embedding width
     embedding_dropout: float = 0.3  # dropout on embeddings
+    word_dropout: float = 0.0  # training: drop whole source and target input tokens (embedding zeroed)
     tie_target_embeddings: bool = False  # share target embedding and output projection
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)

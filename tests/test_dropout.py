@@ -39,3 +39,14 @@ def test_identity_in_eval_mode_and_for_p_0_and_zero_for_p_1():
     assert torch.all(Dropout(1.0).train()(x) == 0)
     with pytest.raises(ValueError, match="dropout probability"):
         Dropout(1.5)
+
+
+def test_whole_vectors_drops_entire_rows_with_probability_p():
+    torch.manual_seed(3)
+    out = Dropout(0.2, whole_vectors=True).train()(torch.ones(50_000, 4, 8))
+    row_dropped = (out == 0).all(dim=-1)  # (50000, 4)
+    row_kept = (out == 1 / 0.8).all(dim=-1)
+    assert torch.all(row_dropped | row_kept)  # no row is partly dropped
+    assert abs(row_dropped.float().mean().item() - 0.2) < 0.005
+    x = torch.randn(3, 5)
+    assert Dropout(0.5, whole_vectors=True).eval()(x) is x

@@ -11,8 +11,9 @@ from torch import nn
 
 from helpers import VOCAB, random_batch, random_ids, tiny_model
 from s2s.batching import make_batch
-from s2s.config import Attention, Cell, SearchConfig
+from s2s.config import Attention, Cell, ModelConfig, SearchConfig
 from s2s.errors import S2SError
+from s2s.model.seq2seq import Seq2Seq
 from s2s.model.attention import attend, make_attention
 from s2s.model.cells import PeepholeLSTMCell
 from s2s.search import greedy
@@ -382,3 +383,16 @@ def test_deferred_recurrent_weight_gradients_under_bf16_autocast():
     for name in plain:
         assert deferred[name].dtype == torch.float32
         torch.testing.assert_close(deferred[name], plain[name], rtol=0.05, atol=2e-3, msg=name)
+
+
+def test_word_dropout_zeroes_whole_token_embeddings_in_training_only():
+    torch.manual_seed(0)
+    cfg = ModelConfig(embedding_size=16, embedding_dropout=0.0, word_dropout=0.5)
+    model = Seq2Seq(cfg, src_vocab_size=30, tgt_vocab_size=30)
+    tokens = torch.randint(4, 30, (8, 20))
+    for embed in (model.decoder.embed, lambda t: model.encoder.word_dropout(model.encoder.embedding(t))):
+        model.train()
+        dropped = (embed(tokens) == 0).all(dim=-1)  # (8, 20)
+        assert 0.3 < dropped.float().mean().item() < 0.7
+        model.eval()
+        assert not (embed(tokens) == 0).all(dim=-1).any()

@@ -75,6 +75,7 @@ class Decoder(nn.Module):
         vocab_size: int,
         embedding_size: int,
         embedding_dropout: float,
+        word_dropout: float,
         encoder_size: int,
         tie_embeddings: bool,
     ):
@@ -89,6 +90,7 @@ class Decoder(nn.Module):
         input_size += encoder_size if self.attention is None else 0
         self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD)
         self.embedding_dropout = Dropout(embedding_dropout)
+        self.word_dropout = Dropout(word_dropout, whole_vectors=True)
         # layer 0's input: [emb(y_{t-1}); h_T (no attention)] is known ahead, f_{t-1} (input feeding) only per step
         self.ahead_size = embedding_size + (encoder_size if self.attention is None else 0)
         self.split_lstm = cfg.cell == Cell.lstm
@@ -206,7 +208,7 @@ class Decoder(nn.Module):
         return self.output(self.dropout(attentional))
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.embedding_dropout(self.embedding(tokens))  # (...,) -> (..., E)
+        return self.embedding_dropout(self.word_dropout(self.embedding(tokens)))  # (...,) -> (..., E)
 
     def forward(self, tgt_in: torch.Tensor, state: DecoderState, memory: Memory, teacher_forcing: float = 1.0) -> torch.Tensor:
         """Teacher-forced decoding: tgt_in (B, T) -> logits (B, T, V).

@@ -27,7 +27,7 @@ class EncoderOutput:
 
 
 class Encoder(nn.Module):
-    def __init__(self, cfg: EncoderConfig, vocab_size: int, embedding_size: int, embedding_dropout: float):
+    def __init__(self, cfg: EncoderConfig, vocab_size: int, embedding_size: int, embedding_dropout: float, word_dropout: float):
         super().__init__()
         self.cell = cfg.cell
         self.hidden_size = cfg.hidden_size
@@ -35,6 +35,7 @@ class Encoder(nn.Module):
         self.output_size = 2 * cfg.hidden_size
         self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD)
         self.embedding_dropout = Dropout(embedding_dropout)
+        self.word_dropout = Dropout(word_dropout, whole_vectors=True)
         self.output_dropout = Dropout(cfg.dropout)
         between = cfg.dropout if cfg.num_layers > 1 else 0.0
         match cfg.cell:
@@ -50,7 +51,7 @@ class Encoder(nn.Module):
     def forward(self, src: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
         """src (B, S) ids, lengths (B,) on the CPU -> EncoderOutput."""
         batch, max_len = src.shape
-        embedded = self.embedding_dropout(self.embedding(src))  # (B, S, E)
+        embedded = self.embedding_dropout(self.word_dropout(self.embedding(src)))  # (B, S, E)
         mask = src.ne(PAD)  # (B, S)
         if isinstance(self.rnn, BiPeepholeLSTM):
             states, (h_n, c_n) = self.rnn(embedded, mask)  # (B, S, C), (L*2, B, H) x2

@@ -16,12 +16,13 @@ from s2s.model.encoder import Encoder
 class Seq2Seq(nn.Module):
     def __init__(self, cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int):
         super().__init__()
-        self.encoder = Encoder(cfg.encoder, src_vocab_size, cfg.embedding_size, cfg.embedding_dropout)
+        self.encoder = Encoder(cfg.encoder, src_vocab_size, cfg.embedding_size, cfg.embedding_dropout, cfg.word_dropout)
         self.decoder = Decoder(
             cfg.decoder,
             tgt_vocab_size,
             cfg.embedding_size,
             cfg.embedding_dropout,
+            cfg.word_dropout,
             encoder_size=self.encoder.output_size,
             tie_embeddings=cfg.tie_target_embeddings,
         )
