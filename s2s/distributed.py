@@ -9,6 +9,7 @@ validation results; the others wait for its decisions.
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from dataclasses import dataclass
@@ -101,4 +102,7 @@ def barrier() -> None:
 def shutdown() -> None:
     """Leave the process group (after a normal finish, call barrier() first)."""
     if dist.is_available() and dist.is_initialized():
+        # Free what may still hold gloo work (DDP's reducer, in a reference cycle) now, not
+        # during interpreter finalization, where its destruction can abort the process.
+        gc.collect()
         dist.destroy_process_group()

@@ -113,6 +113,10 @@ class Trainer:
                 raise S2SError(f"optim.decay_start must be in [0, 1), got {cfg.optim.decay_start}")
             if not (cfg.trainer.max_steps > 0 or cfg.trainer.max_epochs > 0 or cfg.trainer.max_minutes > 0):
                 raise S2SError("optim.scheduler=linear decays over the run's budget: set trainer.max_steps, trainer.max_epochs or trainer.max_minutes")
+        if cfg.trainer.valid_every < 0:
+            raise S2SError(f"trainer.valid_every must be 0 (validate at epoch ends only) or more, got {cfg.trainer.valid_every}")
+        if cfg.trainer.log_every < 1:
+            raise S2SError(f"trainer.log_every must be at least 1, got {cfg.trainer.log_every}")
         if not 0.0 <= cfg.optim.ema_decay < 1.0:
             raise S2SError(f"optim.ema_decay must be in [0, 1) (0 turns the moving average off), got {cfg.optim.ema_decay}")
         resume_from = self._resume_source()
@@ -239,7 +243,7 @@ class Trainer:
                     self.progress.position = position + 1
                     if self.train_step(batches):
                         self._report(bar)
-                        if self.progress.step % t.valid_every == 0:
+                        if t.valid_every and self.progress.step % t.valid_every == 0:
                             last_metrics = self.validate_and_save()
                     stop = self._finished() or self._early_stop() or self._agree(stop_request.requested)
                     if stop:

@@ -159,13 +159,22 @@ def test_label_smoothing_outside_0_1_is_rejected_before_training(tmp_path, smoot
         run(make_config(*TINY, f"optim.label_smoothing={smoothing}"), str(tmp_path / "run"))
 
 
+@pytest.mark.parametrize("setting, message", [("trainer.valid_every=-1", "trainer.valid_every must be 0"), ("trainer.log_every=0", "trainer.log_every must be at least 1")])
+def test_bad_validation_and_log_intervals_are_rejected_before_training(tmp_path, setting, message):
+    from s2s.errors import S2SError
+
+    with pytest.raises(S2SError, match=message):
+        run(make_config(*TINY, setting), str(tmp_path / "run"))
+
+
+@pytest.mark.parametrize("valid_every", ["1000", "0"])  # 0: no validation by update count
 @pytest.mark.parametrize("each_epoch", [True, False])
-def test_validation_at_epoch_ends_can_be_turned_off(tmp_path, each_epoch):
+def test_validation_at_epoch_ends_can_be_turned_off(tmp_path, each_epoch, valid_every):
     import json
 
     torch.set_num_threads(1)
     run_dir = str(tmp_path / "run")
-    run(make_config(*TINY, "trainer.max_steps=0", "trainer.max_epochs=3", "trainer.valid_every=1000", f"trainer.valid_each_epoch={each_epoch}"), run_dir)
+    run(make_config(*TINY, "trainer.max_steps=0", "trainer.max_epochs=3", f"trainer.valid_every={valid_every}", f"trainer.valid_each_epoch={each_epoch}"), run_dir)
     with open(os.path.join(run_dir, "history.jsonl")) as lines:
         validated = [record["step"] for record in map(json.loads, lines) if record["kind"] == "valid"]
     last = checkpoint.load(checkpoint.checkpoint_path(run_dir, "last"))["progress"]["step"]
