@@ -158,7 +158,7 @@ class TrainerConfig:
     max_steps: int = 0  # stop after this many updates (0 = no limit)
     max_epochs: int = 20  # stop after this many passes over the data (0 = no limit)
     max_minutes: float = 0.0  # stop after this much wall-clock time, summed over resumptions (0 = no limit)
-    valid_every: int = 500  # validate (and checkpoint) every N updates (0: only at epoch ends), and at each epoch end
+    valid_every: int = 500  # validate (and checkpoint) every N updates (0 = never by update count)
     valid_each_epoch: bool = True  # also validate at the end of every epoch (false: only every valid_every updates)
     valid_max_sentences: int = 0  # decode at most this many validation sentences (0 = all)
     early_stopping_metric: str = "bleu"  # bleu, chrf, exact_match, loss or ppl

@@ -114,7 +114,7 @@ class Trainer:
             if not (cfg.trainer.max_steps > 0 or cfg.trainer.max_epochs > 0 or cfg.trainer.max_minutes > 0):
                 raise S2SError("optim.scheduler=linear decays over the run's budget: set trainer.max_steps, trainer.max_epochs or trainer.max_minutes")
         if cfg.trainer.valid_every < 0:
-            raise S2SError(f"trainer.valid_every must be 0 (validate at epoch ends only) or more, got {cfg.trainer.valid_every}")
+            raise S2SError(f"trainer.valid_every must be 0 (no validation by update count) or more, got {cfg.trainer.valid_every}")
         if cfg.trainer.log_every < 1:
             raise S2SError(f"trainer.log_every must be at least 1, got {cfg.trainer.log_every}")
         if not 0.0 <= cfg.optim.ema_decay < 1.0:
