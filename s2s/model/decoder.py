@@ -221,9 +221,11 @@ class Decoder(nn.Module):
             ahead = self.ahead_gates(embedded, memory) if self.split_lstm else None  # (B, T, 4H): one multiply for all steps
             defer = self.split_lstm and self.defer_step_gradients and torch.is_grad_enabled()
             collectors = StepCollectors([StepGradients() for _ in self.cells]) if defer else None
+            # unbind, not [:, t]: the backward of T slices would add T zero-padded (B, T, ...) gradients
+            steps = zip(embedded.unbind(1), ahead.unbind(1) if ahead is not None else [None] * tgt_in.size(1))
             outputs = []
-            for t in range(tgt_in.size(1)):
-                attentional, state, _ = self.step(embedded[:, t], state, memory, ahead[:, t] if ahead is not None else None, collectors)
+            for embedded_t, ahead_t in steps:  # (B, E), (B, 4H) or None
+                attentional, state, _ = self.step(embedded_t, state, memory, ahead_t, collectors)
                 outputs.append(attentional)
             return self.logits(torch.stack(outputs, dim=1))  # (B, T, F) -> (B, T, V), one projection
         return self._scheduled_sampling(tgt_in, state, memory, teacher_forcing)

@@ -25,6 +25,7 @@ class StepGradients:
         self.calls = 0  # forward calls so far; the backward call that brings the count back to them is the last
         self.inputs: list[torch.Tensor] = []  # (B, K) per step
         self.grads: list[torch.Tensor] = []  # (B, N) per step
+        self.cast_weight: torch.Tensor | None = None  # under autocast: the weight cast once for the whole pass
 
 
 def step_addmm(base: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, collector: StepGradients) -> torch.Tensor:
@@ -55,7 +56,9 @@ class _StepAddmm(torch.autograd.Function):
         ctx.base_shape = base.shape
         if torch.is_autocast_enabled(device):  # autocast does not reach inside: cast as it would for addmm
             dtype = torch.get_autocast_dtype(device)
-            base, x, weight = base.to(dtype), x.to(dtype), weight.to(dtype)
+            if collector.cast_weight is None or collector.cast_weight.dtype != dtype:
+                collector.cast_weight = weight.to(dtype)  # once per pass, not once per step
+            base, x, weight = base.to(dtype), x.to(dtype), collector.cast_weight
         with torch.autocast(device, enabled=False):
             out = torch.addmm(base, x, weight.t())  # (B, N)
         ctx.save_for_backward(x, weight)
@@ -76,5 +79,6 @@ class _StepAddmm(torch.autograd.Function):
             grad_weight = (torch.cat(collector.grads).t() @ torch.cat(collector.inputs)).to(weight_dtype)  # (N, K)
             collector.inputs.clear()
             collector.grads.clear()
+            collector.cast_weight = None
         grad_base = grad if len(ctx.base_shape) == 2 else grad.sum(dim=0)
         return grad_base.to(base_dtype), grad_x, grad_weight, None
