@@ -38,23 +38,18 @@ def length_penalty(length: torch.Tensor | int, alpha: float) -> torch.Tensor | f
     return ((5.0 + length) / 6.0) ** alpha
 
 
-def _token_masks(vocab: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Made once per decoding: (V,) masks of the tokens never produced (PAD, BOS) and of all but EOS."""
-    never = torch.zeros(vocab, dtype=torch.bool, device=device)
-    never[[PAD, BOS]] = True
-    not_eos = torch.ones(vocab, dtype=torch.bool, device=device)
-    not_eos[EOS] = False
-    return never, not_eos
-
-
-def _allowed(log_probs: torch.Tensor, force_eos: torch.Tensor, masks: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """Forbid PAD and BOS everywhere; rows where `force_eos` (B,) is set may only produce EOS.
+def _forbid_(log_probs: torch.Tensor, force_eos: torch.Tensor | None) -> torch.Tensor:
+    """In place on log_probs (B, V): PAD and BOS are never produced; rows where `force_eos`
+    (B,) is set may only produce EOS. None means no row has reached its limit.
 
     A forced EOS keeps its real log-probability, so scores stay true log-probabilities.
     """
-    never, not_eos = masks
-    banned = never.unsqueeze(0) | (force_eos.unsqueeze(1) & not_eos.unsqueeze(0))  # (B, V)
-    return log_probs.masked_fill(banned, float("-inf"))
+    log_probs[:, [PAD, BOS]] = float("-inf")  # two columns, no (B, V) mask
+    if force_eos is not None:
+        eos = log_probs[:, EOS].clone()  # (B,)
+        log_probs.masked_fill_(force_eos.unsqueeze(1), float("-inf"))
+        log_probs[:, EOS] = torch.where(force_eos, eos, log_probs[:, EOS])
+    return log_probs
 
 
 @torch.inference_mode()
@@ -113,11 +108,10 @@ def _step_by_step(model: Seq2Seq, batch: Batch, cfg: SearchConfig, choose, retur
     attention = torch.zeros(total, width, batch.src.size(1), device=device) if return_attention else None
     active = torch.arange(total, device=device)  # rows of the original batch still decoding
     tokens = torch.full((total,), BOS, dtype=torch.long, device=device)
-    masks = None
+    first_limit = int(limits.min())  # before this step no sentence is at its limit: no forcing to check
     for t in range(width):
         log_probs, state, weights = model.step(tokens, state, memory)  # (B, V)
-        masks = masks or _token_masks(log_probs.size(-1), device)
-        log_probs = _allowed(log_probs, t >= limits[active], masks)
+        log_probs = _forbid_(log_probs, t >= limits[active] if t >= first_limit else None)
         tokens = choose(log_probs)  # (B,)
         outputs[active, t] = tokens
         scores[active] += log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1)
@@ -166,14 +160,13 @@ def beam_search(model: Seq2Seq, batch: Batch, cfg: SearchConfig) -> list[list[Hy
     alive_scores[:, 0] = 0.0  # all beams start identical: keep one so the first step does not repeat it
     alive_seqs = torch.empty(total, k, 0, dtype=torch.long, device=device)  # (B, K, t)
     tokens = torch.full((total * k,), BOS, dtype=torch.long, device=device)
-    masks = None
+    first_limit = int(limits.min())  # before this step no sentence is at its limit: no forcing to check
 
     for t in range(width):
         b = active.numel()
         log_probs, state, _ = model.step(tokens, state, memory)  # (B*K, V)
         vocab = log_probs.size(-1)
-        masks = masks or _token_masks(vocab, device)
-        log_probs = _allowed(log_probs, (t >= limits[active]).repeat_interleave(k), masks)
+        log_probs = _forbid_(log_probs, (t >= limits[active]).repeat_interleave(k) if t >= first_limit else None)
         candidates = (alive_scores.view(-1, 1) + log_probs).view(b, k * vocab)  # (B, K*V)
         top_scores, top_ids = candidates.topk(2 * k, dim=1)  # (B, 2K)
         origin, token = top_ids // vocab, top_ids % vocab  # (B, 2K) beam of origin, token

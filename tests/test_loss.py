@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import s2s.loss as loss_module
 from s2s.loss import smoothed_cross_entropy
 
 PAD = 0
@@ -33,6 +34,27 @@ def test_matches_torch_cross_entropy_in_value_and_gradient(smoothing):
     loss, grad = _loss_and_grad(lambda z: smoothed_cross_entropy(z, gold, smoothing, PAD), logits, upstream=0.37)
     torch.testing.assert_close(loss, expected)
     torch.testing.assert_close(grad, expected_grad)
+
+
+@pytest.mark.parametrize("rows_per_chunk", [1, 4, 36, 37])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_row_chunks_give_the_same_loss_and_gradient_as_one_chunk(monkeypatch, rows_per_chunk, dtype):
+    logits, gold = _logits_and_gold(dtype=dtype)  # 37 rows of 53
+    whole, whole_grad = _loss_and_grad(lambda z: smoothed_cross_entropy(z, gold, 0.1, PAD), logits, upstream=0.37)
+    monkeypatch.setattr(loss_module, "CHUNK_ENTRIES", 53 * rows_per_chunk)
+    chunked, chunked_grad = _loss_and_grad(lambda z: smoothed_cross_entropy(z, gold, 0.1, PAD), logits, upstream=0.37)
+    assert chunked_grad.dtype == dtype
+    torch.testing.assert_close(chunked, whole)
+    torch.testing.assert_close(chunked_grad, whole_grad)
+
+
+def test_logits_from_a_transposed_view_are_handled():
+    logits, gold = _logits_and_gold()
+    transposed = logits.t().contiguous().t()  # same values, column-major strides
+    loss, grad = _loss_and_grad(lambda z: smoothed_cross_entropy(z, gold, 0.1, PAD), logits)
+    loss_t, grad_t = _loss_and_grad(lambda z: smoothed_cross_entropy(z.t().contiguous().t(), gold, 0.1, PAD), transposed)
+    torch.testing.assert_close(loss_t, loss)
+    torch.testing.assert_close(grad_t, grad)
 
 
 def test_bf16_logits_give_fp32_loss_and_bf16_gradient_close_to_fp32():
