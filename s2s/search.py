@@ -44,7 +44,8 @@ def _forbid_(log_probs: torch.Tensor, force_eos: torch.Tensor | None) -> torch.T
 
     A forced EOS keeps its real log-probability, so scores stay true log-probabilities.
     """
-    log_probs[:, [PAD, BOS]] = float("-inf")  # two columns, no (B, V) mask
+    log_probs[:, PAD] = float("-inf")  # two columns, no (B, V) mask and no index tensor per step
+    log_probs[:, BOS] = float("-inf")
     if force_eos is not None:
         eos = log_probs[:, EOS].clone()  # (B,)
         log_probs.masked_fill_(force_eos.unsqueeze(1), float("-inf"))

@@ -56,7 +56,7 @@ class _StepAddmm(torch.autograd.Function):
         ctx.base_shape = base.shape
         if torch.is_autocast_enabled(device):  # autocast does not reach inside: cast as it would for addmm
             dtype = torch.get_autocast_dtype(device)
-            if collector.cast_weight is None or collector.cast_weight.dtype != dtype:
+            if collector.cast_weight is None:  # a collector lives for one pass, in which the weight does not change
                 collector.cast_weight = weight.to(dtype)  # once per pass, not once per step
             base, x, weight = base.to(dtype), x.to(dtype), collector.cast_weight
         with torch.autocast(device, enabled=False):
@@ -79,6 +79,5 @@ class _StepAddmm(torch.autograd.Function):
             grad_weight = (torch.cat(collector.grads).t() @ torch.cat(collector.inputs)).to(weight_dtype)  # (N, K)
             collector.inputs.clear()
             collector.grads.clear()
-            collector.cast_weight = None
         grad_base = grad if len(ctx.base_shape) == 2 else grad.sum(dim=0)
         return grad_base.to(base_dtype), grad_x, grad_weight, None
