@@ -49,7 +49,7 @@ def _forbid_(log_probs: torch.Tensor, force_eos: torch.Tensor | None) -> torch.T
     if force_eos is not None:
         eos = log_probs[:, EOS].clone()  # (B,)
         log_probs.masked_fill_(force_eos.unsqueeze(1), float("-inf"))
-        log_probs[:, EOS] = torch.where(force_eos, eos, log_probs[:, EOS])
+        log_probs[:, EOS] = eos  # unchanged on the other rows
     return log_probs
 
 
