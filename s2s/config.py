@@ -50,7 +50,8 @@ class Optimizer(str, Enum):
 
 class Precision(str, Enum):
     fp32 = "fp32"  # full precision
-    bf16 = "bf16"  # bfloat16 autocast for the forward pass (CPU with AVX512-BF16, or CUDA)
+    bf16 = "bf16"  # bfloat16 (CUDA, or a CPU with AVX512; fast with AVX512-BF16 or AMX); an error elsewhere
+    auto = "auto"  # bf16 where the device has native bf16 (CUDA, AVX512-BF16, AMX), else fp32
 
 
 class Scheduler(str, Enum):
@@ -150,7 +151,7 @@ class SearchConfig:
     temperature: float = 1.0  # sampling: softmax temperature
     top_k: int = 0  # sampling: keep only the k most likely tokens (0 = all)
     batch_size: int = 64  # sentences per decoding batch
-    precision: Precision = Precision.fp32  # fp32, or bf16 weights and activations (log-probabilities stay fp32)
+    precision: Precision = Precision.fp32  # fp32, bf16 weights and activations (log-probabilities stay fp32), or auto
 
 
 @dataclass
@@ -171,7 +172,7 @@ class TrainerConfig:
     reset_best: bool = True  # fine-tune: forget the checkpoint's best validation score
     max_bad_steps: int = 10  # stop after this many non-finite losses or gradients in a row
     tensorboard: bool = True  # write TensorBoard scalars to <run>/tensorboard
-    precision: Precision = Precision.fp32  # fp32, or bf16 autocast for the forward pass
+    precision: Precision = Precision.fp32  # fp32, bf16 autocast for the forward pass, or auto (bf16 where native)
     progress_bar: bool = True  # tqdm progress bar (only shown when stderr is a terminal)
 
 

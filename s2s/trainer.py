@@ -41,6 +41,7 @@ from s2s.interrupts import StopRequest, stop_on_signals
 from s2s.loss import smoothed_cross_entropy
 from s2s.metrics import HIGHER_IS_BETTER, perplexity, score
 from s2s.model.seq2seq import Seq2Seq, count_parameters
+from s2s.precision import resolve_precision
 from s2s.run_log import RunLog
 from s2s.schedule import budget_fraction, linear_decay_lr, warmup_factor
 from s2s.subwords import PAD
@@ -104,6 +105,7 @@ class Trainer:
             raise S2SError(f"trainer.early_stopping_metric={cfg.trainer.early_stopping_metric} is not one of {sorted(HIGHER_IS_BETTER)}")
         self.world = distributed.current()
         self.device = torch.device("cuda", self.world.local_rank) if self.world.distributed and torch.cuda.is_available() else pick_device(cfg.device)
+        self.precision = resolve_precision(cfg.trainer.precision, self.device, "trainer.precision")
         if cfg.optim.accumulate < 1:
             raise S2SError(f"optim.accumulate must be at least 1, got {cfg.optim.accumulate}")
         if not 0.0 <= cfg.optim.label_smoothing < 1.0:
@@ -146,7 +148,12 @@ class Trainer:
             self._fine_tune_from(init_from)
         self.run_log = RunLog(run_dir, cfg.trainer.tensorboard) if self.world.is_main else None
         log.info(
-            "model: %d parameters; device %s; %d rank(s); run directory %s", count_parameters(self.model), self.device, self.world.size, run_dir
+            "model: %d parameters; device %s, %s; %d rank(s); run directory %s",
+            count_parameters(self.model),
+            self.device,
+            self.precision.value,
+            self.world.size,
+            run_dir,
         )
 
     def _prepare_data(self, reuse_vocabulary: str | None) -> TrainingData:
@@ -370,7 +377,7 @@ class Trainer:
         return True
 
     def _autocast(self):
-        if self.cfg.trainer.precision == Precision.bf16:
+        if self.precision == Precision.bf16:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 

@@ -18,6 +18,7 @@ from s2s.checkpoint import load, resolve_checkpoint
 from s2s.config import Config, Precision, SearchConfig
 from s2s.errors import S2SError
 from s2s.model.seq2seq import Seq2Seq
+from s2s.precision import resolve_precision
 from s2s.search import Hypothesis, decode
 from s2s.subwords import BOS, Tokenizers, load_tokenizers
 from s2s.text import split_spans
@@ -51,7 +52,7 @@ class Translation:
 
 class Translator:
     def __init__(self, model: Seq2Seq, tokenizers: Tokenizers, search: SearchConfig, device: torch.device, lowercase: bool = False):
-        if search.precision == Precision.bf16:  # a bf16 copy: the caller's model (perhaps still training) stays fp32
+        if resolve_precision(search.precision, device, "search.precision") == Precision.bf16:  # a bf16 copy: the caller's model (perhaps still training) stays fp32
             model = copy.deepcopy(model).to(torch.bfloat16)
         self.model = model.to(device).eval()
         self.tokenizers, self.search, self.device, self.lowercase = tokenizers, search, device, lowercase

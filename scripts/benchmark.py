@@ -9,7 +9,8 @@ decoding speed uses the real translator on test_2016_flickr, batches of 64 and a
 output tokens, and needs trained runs (--reference-run, --run) so that output lengths are
 realistic. Steady state only: warm-up steps first, then several repetitions, median reported.
 Decoding is measured in fp32 and with bf16 weights (search.precision=bf16), with the BLEU
-of each batched output so that speed and quality are seen together.
+of each batched output so that speed and quality are seen together. On hardware without bf16
+kernels (e.g. an AVX2-only CPU) the bf16 parts are left out and reported as null.
 Each part runs in its own process so peak RSS is per part. The last stdout line is JSON.
 """
 
@@ -249,36 +250,44 @@ def main() -> None:
         raise SystemExit(f"error: --data-dir {args.data_dir} does not exist")
     import torch
 
+    from s2s.precision import bf16_runs
+
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    out: dict = {"threads": args.threads, "device": "cuda" if torch.cuda.is_available() else "cpu"}
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    bf16_ok = bf16_runs(device)  # without bf16 kernels (e.g. an AVX2-only CPU) the bf16 parts are left out, as null
+    out: dict = {"threads": args.threads, "device": device.type, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "bf16": bf16_ok}
     out["matmul_peak_gflops"] = round(matmul_peak_gflops("float32"), 1)
-    out["matmul_peak_gflops_bf16"] = round(matmul_peak_gflops("bfloat16"), 1)
-    ref32 = run_part(args, "--part=train-fp32", "--model", "reference")
-    ref16 = run_part(args, "--part=train-bf16", "--model", "reference")
-    out.update(ref_train_tok_per_s=round(ref32["tok_per_s"]), ref_train_tok_per_s_bf16=round(ref16["tok_per_s"]),
+    out["matmul_peak_gflops_bf16"] = round(matmul_peak_gflops("bfloat16"), 1) if bf16_ok else None
+
+    def part(*extra: str, bf16: bool = False) -> dict | None:
+        return run_part(args, *extra) if bf16_ok or not bf16 else None
+
+    ref32 = part("--part=train-fp32", "--model", "reference")
+    ref16 = part("--part=train-bf16", "--model", "reference", bf16=True)
+    out.update(ref_train_tok_per_s=round(ref32["tok_per_s"]), ref_train_tok_per_s_bf16=ref16 and round(ref16["tok_per_s"]),
                ref_flops_per_tok=round(ref32["flops_per_tok"]), ref_params=ref32["params"],
                ref_batch_target_tokens=round(ref32["batch_target_tokens"]), ref_max_tokens=ref32["max_tokens"],
-               train_peak_rss_mb=round(max(ref32["peak_rss_mb"], ref16["peak_rss_mb"])))
+               train_peak_rss_mb=round(max(r["peak_rss_mb"] for r in (ref32, ref16) if r)))
     out["ref_train_peak_fraction"] = round(ref32["tok_per_s"] * ref32["flops_per_tok"] / 1e9 / out["matmul_peak_gflops"], 3)
     decode_rss = []
     if args.reference_run:
-        fp32 = run_part(args, f"--part=decode-fp32-b1={args.reference_run}")
-        bf16 = run_part(args, f"--part=decode-bf16={args.reference_run}")
+        fp32 = part(f"--part=decode-fp32-b1={args.reference_run}")
+        bf16 = part(f"--part=decode-bf16={args.reference_run}", bf16=True)
         out.update({f"ref_{k}": round(v, 2) for k, v in fp32.items() if k != "peak_rss_mb"})
-        out.update({f"ref_{k}_bf16": round(v, 2) for k, v in bf16.items() if k not in ("peak_rss_mb", "mean_ref_len")})
-        decode_rss += [fp32["peak_rss_mb"], bf16["peak_rss_mb"]]
+        out.update({f"ref_{k}_bf16": bf16 and round(bf16[k], 2) for k in fp32 if k not in ("peak_rss_mb", "mean_ref_len") and not k.endswith("_b1")})
+        decode_rss += [r["peak_rss_mb"] for r in (fp32, bf16) if r]
     if args.run:
-        own = run_part(args, "--part=train-fp32", "--model", "recipe")
-        own16 = run_part(args, "--part=train-bf16", "--model", "recipe")
-        out.update(train_tok_per_s=round(own["tok_per_s"]), train_tok_per_s_bf16=round(own16["tok_per_s"]), params=own["params"],
+        own = part("--part=train-fp32", "--model", "recipe")
+        own16 = part("--part=train-bf16", "--model", "recipe", bf16=True)
+        out.update(train_tok_per_s=round(own["tok_per_s"]), train_tok_per_s_bf16=own16 and round(own16["tok_per_s"]), params=own["params"],
                    flops_per_tok=round(own["flops_per_tok"]),
                    train_peak_fraction=round(own["tok_per_s"] * own["flops_per_tok"] / 1e9 / out["matmul_peak_gflops"], 3))
-        fp32 = run_part(args, f"--part=decode-fp32={args.run}")
-        bf16 = run_part(args, f"--part=decode-bf16={args.run}")
+        fp32 = part(f"--part=decode-fp32={args.run}")
+        bf16 = part(f"--part=decode-bf16={args.run}", bf16=True)
         out.update({k: round(v, 2) for k, v in fp32.items() if k not in ("peak_rss_mb", "mean_ref_len")})
-        out.update({f"{k}_bf16": round(v, 2) for k, v in bf16.items() if k not in ("peak_rss_mb", "mean_ref_len")})
-        decode_rss += [fp32["peak_rss_mb"], bf16["peak_rss_mb"]]
+        out.update({f"{k}_bf16": bf16 and round(bf16[k], 2) for k in fp32 if k not in ("peak_rss_mb", "mean_ref_len")})
+        decode_rss += [r["peak_rss_mb"] for r in (fp32, bf16) if r]
     if decode_rss:
         out["decode_peak_rss_mb"] = round(max(decode_rss))
     out["seconds"] = round(time.perf_counter() - started, 1)

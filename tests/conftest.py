@@ -7,6 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from s2s.config import Config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONF_DIR = os.path.join(ROOT, "conf")
@@ -26,6 +30,13 @@ TINY = [
     "trainer.log_every=4",
     "threads=1",
 ]
+
+
+def make_config(*overrides: str) -> Config:
+    """The typed config that `python -m s2s.train OVERRIDES...` would run with."""
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        composed = compose("config", overrides=list(overrides))
+    return OmegaConf.to_object(composed)
 
 
 def run_cli(module: str, args: list[str], cwd: str, stdin: bytes | None = None, timeout: int = 300) -> subprocess.CompletedProcess:

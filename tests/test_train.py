@@ -6,19 +6,11 @@ import os
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
 from s2s import checkpoint
 from s2s.config import Attention, Cell, Config
 from s2s.train import run
-from tests.conftest import CONF_DIR, TINY
-
-
-def make_config(*overrides: str) -> Config:
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        composed = compose("config", overrides=list(overrides))
-    return OmegaConf.to_object(composed)
+from tests.conftest import CONF_DIR, TINY, make_config
 
 
 def test_defaults_compose_into_typed_config():
@@ -103,7 +95,7 @@ def test_experiment_recipes_compose(recipe, direction):
     assert (cfg.data.src_lang, cfg.data.tgt_lang) == direction
     assert cfg.data.name == "multi30k" and cfg.model.decoder.hidden_size == 512
     assert cfg.trainer.early_stopping_metric == "bleu" and cfg.trainer.max_epochs == 3 and cfg.trainer.max_minutes == 57
-    assert cfg.trainer.precision.value == "bf16" and cfg.optim.ema_decay == 0.999
+    assert cfg.trainer.precision.value == "auto" and cfg.optim.ema_decay == 0.999
 
 
 def test_max_minutes_stops_a_run_on_time(tmp_path):

@@ -1,0 +1,55 @@
+"""Precision choice: `auto` follows the hardware, `bf16` where it cannot run is a clear error."""
+
+import pytest
+import torch
+
+from s2s import precision
+from s2s.config import Precision
+from s2s.errors import S2SError
+from s2s.precision import bf16_runs, resolve_precision
+from s2s.translator import load_translator
+from tests.conftest import TINY, make_config
+
+CPU = torch.device("cpu")
+
+
+def _cpu_with(monkeypatch, avx512_bf16: bool, amx: bool, onednn_bf16: bool) -> None:
+    monkeypatch.setattr(precision.torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(precision.torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(precision, "_onednn_bf16", lambda: onednn_bf16)
+
+
+@pytest.mark.parametrize("avx512_bf16, amx, onednn, auto", [(True, False, True, "bf16"), (False, True, True, "bf16"), (False, False, True, "fp32"), (False, False, False, "fp32")])
+def test_auto_picks_bf16_only_where_it_is_native(monkeypatch, avx512_bf16, amx, onednn, auto):
+    _cpu_with(monkeypatch, avx512_bf16, amx, onednn)
+    assert resolve_precision(Precision.auto, CPU, "trainer.precision").value == auto
+    assert resolve_precision(Precision.fp32, CPU, "trainer.precision") == Precision.fp32
+
+
+def test_bf16_runs_where_onednn_emulates_it(monkeypatch):
+    _cpu_with(monkeypatch, avx512_bf16=False, amx=False, onednn_bf16=True)
+    assert resolve_precision(Precision.bf16, CPU, "trainer.precision") == Precision.bf16
+
+
+def test_bf16_without_kernels_is_a_one_line_error_naming_the_option(monkeypatch):
+    _cpu_with(monkeypatch, avx512_bf16=False, amx=False, onednn_bf16=False)
+    with pytest.raises(S2SError, match=r"search\.precision=bf16 needs .* use search\.precision=fp32") as error:
+        resolve_precision(Precision.bf16, CPU, "search.precision")
+    assert "\n" not in str(error.value)
+
+
+def test_training_and_decoding_refuse_bf16_without_kernels(monkeypatch, trained_run, tmp_path):
+    _cpu_with(monkeypatch, avx512_bf16=False, amx=False, onednn_bf16=False)
+    from s2s.train import run
+
+    with pytest.raises(S2SError, match="trainer.precision=bf16"):
+        run(make_config(*TINY, "trainer.precision=bf16"), str(tmp_path / "run"))
+    with pytest.raises(S2SError, match="search.precision=bf16"):
+        load_translator(trained_run, "best", "cpu", ["precision=bf16"])
+    translator, _, _ = load_translator(trained_run, "best", "cpu", ["precision=auto"])
+    assert {p.dtype for p in translator.model.parameters()} == {torch.float32}
+
+
+def test_this_machine_reports_consistently():
+    """Native bf16 implies that bf16 runs; the check itself never fails."""
+    assert bf16_runs(CPU) or not precision.bf16_native(CPU)
