@@ -230,6 +230,16 @@ def test_command_line_with_flags(trained_run, tmp_path):
     assert result.stderr.decode().splitlines() == [f"warning: line 3 has {3 * size} subwords; truncated to {size} (use --long-lines split to translate it in full)"]
 
 
+
+@pytest.mark.skipif(bf16_runs(torch.device("cpu")), reason="this CPU runs bf16; the error is for CPUs without bf16 kernels")
+def test_bf16_on_a_cpu_without_bf16_kernels_is_a_one_line_error(trained_run, tmp_path):
+    result = run_cli("s2s.translate", [f"--run={trained_run}", "--device=cpu", "--precision", "bf16"], cwd=str(tmp_path), stdin=b"3 March 1998\n")
+    assert result.returncode == 2 and result.stdout == b""
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: search.precision=bf16 needs"), lines
+    auto = run_cli("s2s.translate", [f"--run={trained_run}", "--device=cpu", "--precision", "auto"], cwd=str(tmp_path), stdin=b"3 March 1998\n")
+    assert auto.returncode == 0 and len(auto.stdout.decode().splitlines()) == 1
+
 # ---- attention plots ---------------------------------------------------------------------------
 
 
