@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from s2s.batching import make_batch  # noqa: E402
 from s2s.config import ModelConfig, SearchConfig  # noqa: E402
 from s2s.model.seq2seq import Seq2Seq  # noqa: E402
+from s2s.precision import bf16_runs  # noqa: E402
 from s2s.search import decode  # noqa: E402
 from s2s.trainer import token_loss  # noqa: E402
 
@@ -39,6 +40,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=25)
     parser.add_argument("--shapes", action="store_true", help="one row per operator and input shapes")
     args = parser.parse_args()
+    if args.bf16 and not bf16_runs(torch.device("cpu")):
+        raise SystemExit(f"error: --bf16 needs a CPU with bf16 kernels (AVX512 or better); this one is {torch.backends.cpu.get_cpu_capability()}")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = Seq2Seq(ModelConfig(), args.vocab, args.vocab)  # the defaults are the reference shape
