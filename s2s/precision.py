@@ -20,7 +20,7 @@ def bf16_native(device: torch.device) -> bool:
     """bf16 is faster than fp32 here: a CUDA GPU with bf16, or a CPU with AVX512-BF16 or AMX."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    return device.type == "cpu" and (_cpu_has("_is_avx512_bf16_supported") or _cpu_has("_is_amx_tile_supported"))
 
 
 def bf16_runs(device: torch.device) -> bool:
@@ -28,6 +28,12 @@ def bf16_runs(device: torch.device) -> bool:
     if device.type != "cpu":
         return bf16_native(device)
     return bf16_native(device) or _onednn_bf16()
+
+
+def _cpu_has(check: str) -> bool:
+    """One of torch.cpu's private feature checks; False on a torch too old to have it."""
+    probe = getattr(torch.cpu, check, None)
+    return bool(probe()) if probe is not None else False
 
 
 def _onednn_bf16() -> bool:
