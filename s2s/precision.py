@@ -25,9 +25,7 @@ def bf16_native(device: torch.device) -> bool:
 
 def bf16_runs(device: torch.device) -> bool:
     """bf16 works here at all (natively, or emulated by oneDNN on an AVX512 CPU)."""
-    if device.type != "cpu":
-        return bf16_native(device)
-    return bf16_native(device) or _onednn_bf16()
+    return bf16_native(device) or (device.type == "cpu" and _onednn_bf16())
 
 
 def _cpu_has(check: str) -> bool:
