@@ -29,8 +29,13 @@ class AdditiveAttention(nn.Module):
 
     def scores(self, query: torch.Tensor, keys: torch.Tensor, query_gradients: StepGradients | None = None) -> torch.Tensor:
         """query (B, H), keys (B, S, A) -> (B, S); `query_gradients` defers query_map's weight gradient."""
-        hidden = (keys + step_linear(self.query_map, query, query_gradients).unsqueeze(1)).tanh_()  # (B, S, A), in place: one buffer
-        return self.energy(hidden).squeeze(-1)  # (B, S)
+        return additive_scores(keys, step_linear(self.query_map, query, query_gradients), self.energy)
+
+
+def additive_scores(keys: torch.Tensor, projected_query: torch.Tensor, energy: nn.Linear) -> torch.Tensor:
+    """keys (B, S, A), projected query (B, A) -> v^T tanh(keys + query): (B, S)."""
+    hidden = (keys + projected_query.unsqueeze(1)).tanh_()  # (B, S, A), in place: one buffer
+    return energy(hidden).squeeze(-1)  # (B, S)
 
 
 class MultiplicativeAttention(nn.Module):

@@ -78,9 +78,14 @@ class SplitInputLSTMCell(nn.Module):
             gates = step_addmm(base, x, self.weight_step, step_gradients)  # (B, 4H)
         else:
             gates = torch.addmm(base, x, self.weight_step.t())  # (B, 4H)
-        i, f, g, o = gates.chunk(4, dim=-1)  # each (B, H), nn.LSTMCell's order
-        c_next = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c_next), c_next
+        return lstm_pointwise(gates, c)
+
+
+def lstm_pointwise(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The LSTM's elementwise part: gate inputs (B, 4H) in nn.LSTMCell's order, c (B, H) -> h, c (B, H)."""
+    i, f, g, o = gates.chunk(4, dim=-1)  # each (B, H)
+    c_next = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c_next), c_next
 
 
 def make_cell(cell: Cell, input_size: int, hidden_size: int) -> nn.Module:
