@@ -43,6 +43,8 @@ def parse_args() -> argparse.Namespace:
 
 
 def decode_speed(args: argparse.Namespace, compiled: bool) -> float:
+    """Median sentences/s of 3 passes. Not scripts/benchmark.py's part_decode: its warm-up (128
+    sentences) would leave recompilations for unseen shapes in the timed passes."""
     import torch
 
     from s2s.corpus import load_split

@@ -33,7 +33,10 @@ class AdditiveAttention(nn.Module):
 
 
 def additive_scores(keys: torch.Tensor, projected_query: torch.Tensor, energy: nn.Linear) -> torch.Tensor:
-    """keys (B, S, A), projected query (B, A) -> v^T tanh(keys + query): (B, S)."""
+    """keys (B, S, A), projected query (B, A) -> v^T tanh(keys + query): (B, S).
+
+    A module-level function so that scripts/compile_ab.py can swap in a compiled version.
+    """
     hidden = (keys + projected_query.unsqueeze(1)).tanh_()  # (B, S, A), in place: one buffer
     return energy(hidden).squeeze(-1)  # (B, S)
 

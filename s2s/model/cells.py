@@ -82,7 +82,10 @@ class SplitInputLSTMCell(nn.Module):
 
 
 def lstm_pointwise(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The LSTM's elementwise part: gate inputs (B, 4H) in nn.LSTMCell's order, c (B, H) -> h, c (B, H)."""
+    """The LSTM's elementwise part: gate inputs (B, 4H) in nn.LSTMCell's order, c (B, H) -> h, c (B, H).
+
+    A module-level function so that scripts/compile_ab.py can swap in a compiled version.
+    """
     i, f, g, o = gates.chunk(4, dim=-1)  # each (B, H)
     c_next = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
     return torch.sigmoid(o) * torch.tanh(c_next), c_next
