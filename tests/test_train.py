@@ -98,6 +98,17 @@ def test_experiment_recipes_compose(recipe, direction):
     assert cfg.trainer.precision.value == "auto" and cfg.optim.ema_decay == 0.999
 
 
+def test_fp32_recipe_is_the_de_en_recipe_with_less_dropout():
+    base, fp32 = make_config("experiment=multi30k_de_en"), make_config("experiment=multi30k_de_en_fp32")
+    assert (fp32.data.src_lang, fp32.data.tgt_lang) == ("de", "en") and fp32.trainer.precision.value == "fp32"
+    assert fp32.model.embedding_dropout == fp32.model.encoder.dropout == fp32.model.decoder.dropout == 0.2
+    assert base.model.embedding_dropout == base.model.encoder.dropout == base.model.decoder.dropout == 0.3
+    for section in ("data", "optim", "search"):
+        assert getattr(fp32, section) == getattr(base, section), section
+    assert fp32.trainer.max_minutes == base.trainer.max_minutes == 57
+    assert fp32.model.decoder.hidden_size == base.model.decoder.hidden_size == 512
+
+
 def test_max_minutes_stops_a_run_on_time(tmp_path):
     summary = run(make_config(*TINY, "trainer.max_steps=0", "trainer.max_epochs=0", "trainer.max_minutes=0.05"), str(tmp_path / "run"))
     assert 3.0 <= summary["wall_seconds"] < 20.0
