@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
@@ -107,6 +108,13 @@ def test_fp32_recipe_is_the_de_en_recipe_with_less_dropout():
         assert getattr(fp32, section) == getattr(base, section), section
     assert fp32.trainer.max_minutes == base.trainer.max_minutes == 57
     assert fp32.model.decoder.hidden_size == base.model.decoder.hidden_size == 512
+    # nothing else differs: the model only in its dropouts, the trainer only in its precision
+    def without_dropout(model):
+        encoder, decoder = dataclasses.replace(model.encoder, dropout=0.0), dataclasses.replace(model.decoder, dropout=0.0)
+        return dataclasses.replace(model, embedding_dropout=0.0, encoder=encoder, decoder=decoder)
+
+    assert without_dropout(fp32.model) == without_dropout(base.model)
+    assert dataclasses.replace(fp32.trainer, precision=base.trainer.precision) == base.trainer
 
 
 def test_max_minutes_stops_a_run_on_time(tmp_path):
