@@ -5,6 +5,7 @@ A run directory (made by `python -m s2s.train`) holds:
     spm.model              the sentencepiece model (or spm.src.model + spm.tgt.model)
     checkpoints/last.pt    the latest state: model, optimizer, scheduler, step, RNG, data position
     checkpoints/best.pt    the state with the best validation metric
+    checkpoints/step-N.pt  the weights at validation N (`trainer.keep_checkpoints`; no optimizer state)
     train.log              the training log
     metrics.json           the final summary
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import tempfile
 from typing import Any
 
@@ -58,6 +60,21 @@ def checkpoint_path(run_dir: str, which: str = "last") -> str:
     return os.path.join(run_dir, CHECKPOINT_DIR, f"{which}.pt")
 
 
+def check_name(which: str) -> None:
+    """A run's checkpoints are best, last, averaged (python -m s2s.average) and step-N (trainer.keep_checkpoints)."""
+    if which not in ("best", "last", "averaged") and not re.fullmatch(r"step-\d+", which):
+        raise S2SError(f"checkpoint={which} must be best, last, averaged or step-N (or give run=FILE.pt)")
+
+
+def step_checkpoint_path(run_dir: str, step: int) -> str:
+    return checkpoint_path(run_dir, f"step-{step:08d}")
+
+
+def step_checkpoints(run_dir: str) -> list[str]:
+    """The run's kept step-N.pt checkpoints, oldest first."""
+    return sorted(glob.glob(os.path.join(run_dir, CHECKPOINT_DIR, "step-*.pt")))
+
+
 def resolve_checkpoint(run: str | None, which: str = "best", search_root: str = "outputs") -> tuple[str, str]:
     """Find (run directory, checkpoint file) from `run=` (a run directory or a .pt file).
 
@@ -70,11 +87,13 @@ def resolve_checkpoint(run: str | None, which: str = "best", search_root: str = 
         return run_dir, run
     if not os.path.isdir(run):
         raise S2SError(f"run={run} is neither a run directory nor a checkpoint file")
-    path = checkpoint_path(run, which)
+    check_name(which)
+    step = re.fullmatch(r"step-(\d+)", which)
+    path = step_checkpoint_path(run, int(step.group(1))) if step else checkpoint_path(run, which)
     if not os.path.isfile(path) and which == "best":
         path = checkpoint_path(run, "last")
     if not os.path.isfile(path):
-        raise S2SError(f"no checkpoint in {run} (expected {checkpoint_path(run, which)}); has training saved one yet?")
+        raise S2SError(f"no checkpoint in {run} (expected {path}); has training saved one yet?")
     return run, path
 
 

@@ -165,6 +165,7 @@ class TrainerConfig:
     early_stopping_metric: str = "bleu"  # bleu, chrf, exact_match, loss or ppl
     early_stopping_patience: int = 0  # stop after N validations without improvement (0 = never)
     log_every: int = 100  # write a log line every N updates
+    keep_checkpoints: int = 0  # also keep the last N validations' weights as checkpoints/step-N.pt, for `python -m s2s.average` (0 = none)
     resume: Optional[str] = None  # "auto": continue this run dir; or a run dir / checkpoint to continue
     init_from: Optional[str] = None  # fine-tune: start from this run dir / checkpoint's weights (and vocabulary)
     reset_optimizer: bool = True  # fine-tune: fresh optimizer state instead of the checkpoint's

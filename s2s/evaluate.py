@@ -22,7 +22,7 @@ from s2s.translator import load_translator
 USAGE = __doc__ + """
 Options (key=value):
   run=PATH           training run directory or checkpoint (default: the latest run under outputs/)
-  checkpoint=best    best | last
+  checkpoint=best    best | last | averaged (python -m s2s.average) | step-N (trainer.keep_checkpoints)
   split=NAME         corpus split to translate (default: the run's data.test_split)
   data_dir=PATH      read the corpus from here instead of the run's data.dir
   hyp=FILE ref=FILE  score these files instead of translating (one sentence per line)
@@ -37,7 +37,7 @@ Options (key=value):
 @dataclass
 class EvaluateOptions:
     run: str | None = None  # run directory or checkpoint
-    checkpoint: str = "best"  # best | last
+    checkpoint: str = "best"  # best | last | averaged | step-N
     split: str | None = None  # default: the run's data.test_split
     data_dir: str | None = None  # default: the run's data.dir
     hyp: str | None = None  # hypotheses file (with ref=): score without a model

@@ -119,6 +119,8 @@ class Trainer:
             raise S2SError(f"trainer.valid_every must be 0 (no validation by update count) or more, got {cfg.trainer.valid_every}")
         if cfg.trainer.log_every < 1:
             raise S2SError(f"trainer.log_every must be at least 1, got {cfg.trainer.log_every}")
+        if cfg.trainer.keep_checkpoints < 0:
+            raise S2SError(f"trainer.keep_checkpoints must be 0 (keep only last.pt and best.pt) or more, got {cfg.trainer.keep_checkpoints}")
         if not 0.0 <= cfg.optim.ema_decay < 1.0:
             raise S2SError(f"optim.ema_decay must be in [0, 1) (0 turns the moving average off), got {cfg.optim.ema_decay}")
         resume_from = self._resume_source()
@@ -480,9 +482,18 @@ class Trainer:
         checkpoint.save_atomic(state, checkpoint.checkpoint_path(self.run_dir, "last"))
         if improved:
             checkpoint.save_atomic(state, checkpoint.checkpoint_path(self.run_dir, "best"))
+        if self.cfg.trainer.keep_checkpoints > 0:
+            self._keep_weights(state)
         self.run_log.record("valid", self.progress.step, {k: v for k, v in metrics.items() if k != "step"})
         self.run_log.plot()
         return metrics
+
+    def _keep_weights(self, state: dict[str, Any]) -> None:
+        """Save this validation's weights (no optimizer state) as step-N.pt; drop all but the last keep_checkpoints."""
+        weights = {key: value for key, value in state.items() if key not in ("optimizer", "scheduler", "rng")}
+        checkpoint.save_atomic(weights, checkpoint.step_checkpoint_path(self.run_dir, self.progress.step))
+        for old in checkpoint.step_checkpoints(self.run_dir)[: -self.cfg.trainer.keep_checkpoints]:
+            os.remove(old)
 
     def _checkpoint_state(self, metrics: dict[str, Any]) -> dict[str, Any]:
         self._tick()

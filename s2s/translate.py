@@ -17,6 +17,7 @@ from typing import BinaryIO, Iterator, TextIO
 
 from tqdm import tqdm
 
+from s2s.checkpoint import check_name as check_checkpoint_name
 from s2s.cli import parse_overrides
 from s2s.errors import S2SError, user_errors_exit
 from s2s.text import clean, decode_line
@@ -25,7 +26,7 @@ from s2s.translator import Translation, Translator, load_translator
 USAGE = __doc__ + """
 Options, as --flag VALUE or key=value (--foo-bar X is foo_bar=X):
   --run PATH               training run directory or checkpoint file (default: the latest run under outputs/)
-  --checkpoint best        best | last: which checkpoint of the run
+  --checkpoint best        best | last | averaged (python -m s2s.average) | step-N (trainer.keep_checkpoints)
   --device auto            auto | cpu | cuda | cuda:N
   --chunk-lines 1000       lines read and translated at a time
   --seed 0                 seeds sampling (search.sampling=true): same seed, same samples
@@ -60,7 +61,7 @@ class LongLines(str, Enum):
 @dataclass
 class TranslateOptions:
     run: str | None = None  # run directory or checkpoint (default: latest under outputs/)
-    checkpoint: str = "best"  # best | last
+    checkpoint: str = "best"  # best | last | averaged | step-N
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     chunk_lines: int = 1000  # lines per chunk
     scores: bool = False  # append scores to each line (implied by search.n_best > 1)
@@ -98,8 +99,7 @@ def check_options(options: TranslateOptions) -> None:
     """The checks that need no model, so a mistake fails before a checkpoint is loaded."""
     if options.chunk_lines < 1:
         raise S2SError("chunk_lines must be at least 1")
-    if options.checkpoint not in ("best", "last"):
-        raise S2SError(f"checkpoint={options.checkpoint} must be best or last (or give run=FILE.pt)")
+    check_checkpoint_name(options.checkpoint)
     if options.max_input_tokens is not None and options.max_input_tokens < 1:
         raise S2SError(f"max_input_tokens must be at least 1, got {options.max_input_tokens}")
 

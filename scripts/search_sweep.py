@@ -34,10 +34,11 @@ def main() -> None:
     parser.add_argument("--alphas", default="0.6,1.0,1.4", help="GNMT length penalties, comma-separated")
     parser.add_argument("--split", default=None, help="corpus split (default: the run's data.valid_split)")
     parser.add_argument("--data-dir", default=None, help="read the corpus from here instead of the run's data.dir")
+    parser.add_argument("--checkpoint", default="best", help="best | last | averaged | step-N")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
 
-    translator, cfg, run_dir = load_translator(args.run, "best", args.device)
+    translator, cfg, run_dir = load_translator(args.run, args.checkpoint, args.device)
     if args.data_dir:
         cfg.data.dir = args.data_dir
     split = args.split or cfg.data.valid_split

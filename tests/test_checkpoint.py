@@ -225,6 +225,8 @@ def test_resolve_checkpoint_errors(tmp_path):
     _make_run(tmp_path, "only-best-run", 1_000_000)
     os.rename(tmp_path / "only-best-run", only_best)
     with pytest.raises(S2SError, match="no checkpoint in"):
+        resolve_checkpoint(str(only_best), "averaged")
+    with pytest.raises(S2SError, match="checkpoint=other must be best, last, averaged or step-N"):
         resolve_checkpoint(str(only_best), "other")
     with pytest.raises(S2SError, match="no trained run"):
         resolve_checkpoint(None, search_root=str(tmp_path / "no-outputs"))
