@@ -97,3 +97,17 @@ def test_unknown_checkpoint_names_are_refused(kept_run):
     assert "must be best, last, averaged or step-N" in result.stderr.decode()
     missing = run_cli("s2s.translate", ["--run", kept_run, "--checkpoint", "step-4"], cwd=kept_run, stdin=b"x\n")
     assert missing.returncode == 2 and "step-00000004.pt" in missing.stderr.decode()  # dropped: only the last 2 are kept
+
+
+def test_search_sweep_scores_averages_of_the_kept_checkpoints(kept_run):
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    script = os.path.join(ROOT, "scripts", "search_sweep.py")
+    result = subprocess.run([sys.executable, script, kept_run, "--beams", "1", "--average", "1,2,5"], capture_output=True, timeout=300)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    rows = json.loads(result.stdout.decode().splitlines()[-1])["rows"]
+    assert sorted(row["weights"] for row in rows) == ["avg1", "avg2", "avg2", "best"]  # 5 asked, 2 kept
