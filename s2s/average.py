@@ -45,16 +45,28 @@ def weights_of(state: dict[str, Any], which: str) -> dict[str, torch.Tensor]:
     return state["trained_model"] if which == "trained" and "trained_model" in state else state["model"]
 
 
+def last_kept(run_dir: str, count: int) -> list[str]:
+    """The run's last `count` kept step-N.pt checkpoints (fewer if it kept fewer), oldest first."""
+    kept = checkpoint.step_checkpoints(run_dir)
+    if not kept:
+        raise S2SError(f"{run_dir} kept no step-N.pt checkpoints to average; train with trainer.keep_checkpoints=N")
+    return kept[-count:]
+
+
 def average_weights(paths: list[str], which: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The mean of the checkpoints' weights (float tensors; others from the last one) and the last checkpoint."""
     total: dict[str, torch.Tensor] = {}
+    layout: dict[str, tuple[torch.Size, torch.dtype]] = {}  # the first checkpoint's shapes and dtypes
     state: dict[str, Any] = {}
     for path in paths:
         state = checkpoint.load(path)
         if "model" not in state or "config" not in state:
             raise S2SError(f"{path} is not an s2s checkpoint (no model or config inside)")
         weights = weights_of(state, which)
-        if total and {k: v.shape for k, v in weights.items()} != {k: v.shape for k, v in total.items()}:
+        shapes = {name: (tensor.shape, tensor.dtype) for name, tensor in weights.items()}
+        if not layout:
+            layout = shapes
+        elif shapes != layout:
             raise S2SError(f"{path} holds a different model from {paths[0]}; average checkpoints of one run only")
         for name, tensor in weights.items():
             if not tensor.is_floating_point():
@@ -62,8 +74,8 @@ def average_weights(paths: list[str], which: str) -> tuple[dict[str, torch.Tenso
             elif name in total:
                 total[name] += tensor.float()
             else:
-                total[name] = tensor.float().clone()
-    averaged = {name: (t / len(paths)).to(weights_of(state, which)[name].dtype) if t.is_floating_point() else t for name, t in total.items()}
+                total[name] = tensor.float().clone()  # never the loaded tensor itself: it is added to in place
+    averaged = {name: (t / len(paths)).to(layout[name][1]) if t.is_floating_point() else t for name, t in total.items()}
     return averaged, state
 
 
@@ -75,10 +87,7 @@ def average(options: AverageOptions) -> str:
     run_dir = options.run if options.run is not None else checkpoint.latest_run()
     if not os.path.isdir(run_dir):
         raise S2SError(f"run={run_dir} is not a run directory")
-    kept = checkpoint.step_checkpoints(run_dir)
-    if not kept:
-        raise S2SError(f"{run_dir} kept no step-N.pt checkpoints to average; train with trainer.keep_checkpoints=N")
-    paths = kept[-options.last :]
+    paths = last_kept(run_dir, options.last)
     averaged, last = average_weights(paths, options.weights)
     state = {key: value for key, value in last.items() if key not in ("trained_model", "ema_updates", "metrics", "best_metrics")}
     state["model"] = averaged

@@ -60,10 +60,20 @@ def checkpoint_path(run_dir: str, which: str = "last") -> str:
     return os.path.join(run_dir, CHECKPOINT_DIR, f"{which}.pt")
 
 
+STEP_NAME = re.compile(r"step-(\d+)")  # a kept checkpoint, named by its update with or without zero padding
+
+
 def check_name(which: str) -> None:
     """A run's checkpoints are best, last, averaged (python -m s2s.average) and step-N (trainer.keep_checkpoints)."""
-    if which not in ("best", "last", "averaged") and not re.fullmatch(r"step-\d+", which):
+    if which not in ("best", "last", "averaged") and not STEP_NAME.fullmatch(which):
         raise S2SError(f"checkpoint={which} must be best, last, averaged or step-N (or give run=FILE.pt)")
+
+
+def named_checkpoint_path(run_dir: str, which: str) -> str:
+    """checkpoints/WHICH.pt of a run, for a name that `check_name` accepts."""
+    check_name(which)
+    step = STEP_NAME.fullmatch(which)
+    return step_checkpoint_path(run_dir, int(step.group(1))) if step else checkpoint_path(run_dir, which)
 
 
 def step_checkpoint_path(run_dir: str, step: int) -> str:
@@ -87,9 +97,7 @@ def resolve_checkpoint(run: str | None, which: str = "best", search_root: str = 
         return run_dir, run
     if not os.path.isdir(run):
         raise S2SError(f"run={run} is neither a run directory nor a checkpoint file")
-    check_name(which)
-    step = re.fullmatch(r"step-(\d+)", which)
-    path = step_checkpoint_path(run, int(step.group(1))) if step else checkpoint_path(run, which)
+    path = named_checkpoint_path(run, which)
     if not os.path.isfile(path) and which == "best":
         path = checkpoint_path(run, "last")
     if not os.path.isfile(path):

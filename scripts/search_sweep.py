@@ -21,9 +21,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from s2s.average import average_weights  # noqa: E402
-from s2s.checkpoint import step_checkpoints  # noqa: E402
+from s2s.average import average_weights, last_kept  # noqa: E402
 from s2s.corpus import load_split  # noqa: E402
+from s2s.errors import user_errors_exit  # noqa: E402
 from s2s.metrics import score  # noqa: E402
 from s2s.translator import load_translator  # noqa: E402
 
@@ -51,10 +51,8 @@ def main() -> None:
     split = args.split or cfg.data.valid_split
     data = load_split(cfg.data, split, cfg.seed)
     sources, references = list(data["src"]), list(data["tgt"])
-    kept = step_checkpoints(run_dir)
-    if args.average and not kept:
-        raise SystemExit(f"error: {run_dir} kept no step-N.pt checkpoints to average; train with trainer.keep_checkpoints=N")
-    weights = [(args.checkpoint, None)] + [(f"avg{len(kept[-k:])}", kept[-k:]) for k in numbers(args.average, int)]
+    averages = [last_kept(run_dir, k) for k in numbers(args.average, int)]
+    weights = [(args.checkpoint, None)] + [(f"avg{len(paths)}", paths) for paths in averages]
     rows = []
     for name, paths in weights:
         if paths is not None:
@@ -81,4 +79,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with user_errors_exit():  # a bad run or split: one error line, exit status 2
+        main()
