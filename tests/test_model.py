@@ -307,17 +307,20 @@ def test_overfits_reverse_task(cell, attention):
     assert [h.tokens for h in hypotheses] == tgt
 
 
-# ---------------------------------------------------------------- the split-input LSTM decoder cell
+# ---------------------------------------------------------------- the split-input LSTM and GRU decoder cells
+
+TORCH_CELLS = {Cell.lstm: nn.LSTMCell, Cell.gru: nn.GRUCell}
 
 
+@pytest.mark.parametrize("decoder_cell", [Cell.lstm, Cell.gru])
 @pytest.mark.parametrize("attention,input_feeding", [(Attention.bahdanau, True), (Attention.bahdanau, False), (Attention.none, False)])
 @pytest.mark.parametrize("layers", [1, 2])
-def test_decoder_lstm_loads_nn_lstm_cell_weights_and_computes_the_same(attention, input_feeding, layers):
-    """A decoder checkpoint with nn.LSTMCell layers loads into SplitInputLSTMCell and gives the same steps."""
-    model = tiny_model(decoder_cell=Cell.lstm, attention=attention, input_feeding=input_feeding, layers=layers)
+def test_decoder_loads_torch_cell_weights_and_computes_the_same(decoder_cell, attention, input_feeding, layers):
+    """A decoder checkpoint with nn.LSTMCell / nn.GRUCell layers loads into the split-input cells and gives the same steps."""
+    model = tiny_model(decoder_cell=decoder_cell, attention=attention, input_feeding=input_feeding, layers=layers)
     decoder = model.decoder
     torch.manual_seed(1)
-    old_cells = [nn.LSTMCell(cell.ahead_size + cell.step_size, cell.hidden_size) for cell in decoder.cells]
+    old_cells = [TORCH_CELLS[decoder_cell](cell.ahead_size + cell.step_size, cell.hidden_size) for cell in decoder.cells]
     state = {k: v for k, v in decoder.state_dict().items() if not k.startswith("cells.")}
     for layer, old in enumerate(old_cells):
         state.update({f"cells.{layer}.{name}": value for name, value in old.state_dict().items()})
@@ -331,9 +334,13 @@ def test_decoder_lstm_loads_nn_lstm_cell_weights_and_computes_the_same(attention
         # the same step through the old cells, with the old input order [emb; feed] or [emb; h_T]
         x = torch.cat([embedded, start.feed] if decoder.feeds_attention else [embedded] + ([memory.summary] if attention == Attention.none else []), dim=-1)
         for layer, old in enumerate(old_cells):
-            h, c = old(x, (start.hidden[layer], start.cell[layer]))
+            if decoder_cell == Cell.lstm:
+                h, c = old(x, (start.hidden[layer], start.cell[layer]))
+                torch.testing.assert_close(new_state.cell[layer], c, rtol=1e-5, atol=1e-6)
+            else:
+                h = old(x, start.hidden[layer])
+                assert new_state.cell is None
             torch.testing.assert_close(new_state.hidden[layer], h, rtol=1e-5, atol=1e-6)
-            torch.testing.assert_close(new_state.cell[layer], c, rtol=1e-5, atol=1e-6)
             x = h
 
 
@@ -362,21 +369,24 @@ def _gradients(model, batch, defer: bool, autocast: bool = False) -> dict[str, t
     return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
 
 
+@pytest.mark.parametrize("decoder_cell", [Cell.lstm, Cell.gru])
 @pytest.mark.parametrize("attention,input_feeding", [(Attention.bahdanau, True), (Attention.bahdanau, False), (Attention.none, False)])
 @pytest.mark.parametrize("layers", [1, 2])
-def test_deferred_recurrent_weight_gradients_equal_autograds(attention, input_feeding, layers):
+def test_deferred_recurrent_weight_gradients_equal_autograds(decoder_cell, attention, input_feeding, layers):
     """One weight-gradient multiply per sequence gives autograd's step-by-step gradients, for every parameter."""
-    model = tiny_model(decoder_cell=Cell.lstm, attention=attention, input_feeding=input_feeding, layers=layers, eval_mode=False)
+    model = tiny_model(decoder_cell=decoder_cell, attention=attention, input_feeding=input_feeding, layers=layers, eval_mode=False)
     model.decoder.dropout.p = model.decoder.embedding_dropout.p = model.encoder.embedding_dropout.p = 0.0
     batch = random_batch(7, 5)
     plain, deferred = _gradients(model, batch, defer=False), _gradients(model, batch, defer=True)
-    assert plain.keys() == deferred.keys() and any("weight_step" in name for name in plain)
+    per_step = "weight_step" if decoder_cell == Cell.lstm else "weight_hidden"
+    assert plain.keys() == deferred.keys() and any(name.endswith(per_step) for name in plain)
     for name in plain:
         torch.testing.assert_close(deferred[name], plain[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_deferred_recurrent_weight_gradients_under_bf16_autocast():
-    model = tiny_model(decoder_cell=Cell.lstm, attention=Attention.bahdanau, layers=2, eval_mode=False)
+@pytest.mark.parametrize("decoder_cell", [Cell.lstm, Cell.gru])
+def test_deferred_recurrent_weight_gradients_under_bf16_autocast(decoder_cell):
+    model = tiny_model(decoder_cell=decoder_cell, attention=Attention.bahdanau, layers=2, eval_mode=False)
     model.decoder.dropout.p = model.decoder.embedding_dropout.p = model.encoder.embedding_dropout.p = 0.0
     batch = random_batch(8, 5)
     plain, deferred = _gradients(model, batch, defer=False, autocast=True), _gradients(model, batch, defer=True, autocast=True)

@@ -59,6 +59,9 @@ class SplitInputLSTMCell(nn.Module):
         """(..., A) -> (..., 4H) the ahead part's gate inputs, bias included."""
         return nn.functional.linear(ahead, self.weight_ahead, self.bias)
 
+    def step_collectors(self) -> StepGradients:
+        return StepGradients()  # weight_step
+
     def forward(
         self,
         step: torch.Tensor,
@@ -79,6 +82,66 @@ class SplitInputLSTMCell(nn.Module):
         else:
             gates = torch.addmm(base, x, self.weight_step.t())  # (B, 4H)
         return lstm_pointwise(gates, c)
+
+
+class SplitInputGRUCell(nn.Module):
+    """A GRU cell (same gates as `nn.GRUCell`) whose input comes in two parts, like
+    `SplitInputLSTMCell`: the *ahead* part's gate inputs (A wide) for all steps in one
+    multiply before the loop, the *step* part (P wide, possibly 0) and the hidden state
+    multiplied per step. The GRU's candidate gate resets only the hidden state's
+    contribution, so the step input and h keep separate multiplies (and biases).
+    """
+
+    def __init__(self, ahead_size: int, step_size: int, hidden_size: int):
+        super().__init__()
+        self.ahead_size, self.step_size, self.hidden_size = ahead_size, step_size, hidden_size
+        self.weight_ahead = nn.Parameter(torch.empty(3 * hidden_size, ahead_size))  # (3H, A)
+        self.weight_step = nn.Parameter(torch.empty(3 * hidden_size, step_size)) if step_size else None  # (3H, P)
+        self.weight_hidden = nn.Parameter(torch.empty(3 * hidden_size, hidden_size))  # (3H, H)
+        self.bias = nn.Parameter(torch.empty(3 * hidden_size))  # (3H,) the input side's
+        self.bias_hidden = nn.Parameter(torch.empty(3 * hidden_size))  # (3H,) inside the reset for the candidate
+        bound = hidden_size**-0.5  # nn.GRUCell's initialisation
+        for parameter in self.parameters():
+            nn.init.uniform_(parameter, -bound, bound)
+
+    def ahead_gates(self, ahead: torch.Tensor) -> torch.Tensor:
+        """(..., A) -> (..., 3H) the ahead part's gate inputs, input bias included."""
+        return nn.functional.linear(ahead, self.weight_ahead, self.bias)
+
+    def step_collectors(self) -> tuple[StepGradients, StepGradients]:
+        return StepGradients(), StepGradients()  # weight_step, weight_hidden
+
+    def forward(
+        self,
+        step: torch.Tensor,
+        h: torch.Tensor,
+        ahead_gates: torch.Tensor | None = None,
+        step_gradients: tuple[StepGradients, StepGradients] | None = None,
+    ) -> torch.Tensor:
+        """step (B, P), h (B, H), ahead_gates (B, 3H) (None: bias only) -> new h (B, H).
+
+        With `step_gradients` (training over a whole sequence), the per-step weights'
+        gradients are computed once for all steps (see s2s.model.step_weights).
+        """
+        base = ahead_gates if ahead_gates is not None else self.bias  # (B, 3H) or (3H,)
+        if step_gradients is not None:
+            input_gates = step_addmm(base, step, self.weight_step, step_gradients[0]) if self.step_size else base
+            hidden_gates = step_addmm(self.bias_hidden, h, self.weight_hidden, step_gradients[1])  # (B, 3H)
+        else:
+            input_gates = torch.addmm(base, step, self.weight_step.t()) if self.step_size else base
+            hidden_gates = torch.addmm(self.bias_hidden, h, self.weight_hidden.t())  # (B, 3H)
+        return gru_pointwise(input_gates, hidden_gates, h)
+
+
+def gru_pointwise(input_gates: torch.Tensor, hidden_gates: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """The GRU's elementwise part: gate inputs (B, 3H) or (3H,) from the input and (B, 3H) from h,
+    in nn.GRUCell's order (reset, update, candidate), h (B, H) -> new h (B, H)."""
+    input_reset, input_update, input_new = input_gates.chunk(3, dim=-1)
+    hidden_reset, hidden_update, hidden_new = hidden_gates.chunk(3, dim=-1)
+    reset = torch.sigmoid(input_reset + hidden_reset)
+    update = torch.sigmoid(input_update + hidden_update)
+    candidate = torch.tanh(input_new + reset * hidden_new)
+    return candidate + update * (h - candidate)  # (1 - z) n + z h
 
 
 def lstm_pointwise(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,9 +4,10 @@ Shapes: B batch, S source length, T target length, E embedding size, C encoder
 state size (2 x encoder hidden), H decoder hidden size, L decoder layers,
 F attentional-vector size (E when embeddings are tied, else H), V target vocabulary.
 
-LSTM decoders use `SplitInputLSTMCell`: the inputs known in advance (embeddings under
-teacher forcing, and h_T without attention) get their gate inputs for all steps in one
-matrix multiply; inside the loop, the fed-back vector and h share one multiply.
+LSTM and GRU decoders use split-input cells (`SplitInputLSTMCell`, `SplitInputGRUCell`):
+the inputs known in advance (embeddings under teacher forcing, and h_T without attention)
+get their gate inputs for all steps in one matrix multiply; inside the loop only the
+fed-back vector and h are multiplied (the LSTM in one multiply, the GRU in two).
 
 One step (Luong-style, with input feeding):
     x_t  = [emb(y_{t-1}); f_{t-1}]            (attention)   or [emb(y_{t-1}); h_T] (none)
@@ -25,7 +26,7 @@ from torch import nn
 
 from s2s.config import Attention, Cell, DecoderConfig
 from s2s.model.attention import attend, make_attention
-from s2s.model.cells import SplitInputLSTMCell, has_memory_cell, make_cell
+from s2s.model.cells import SplitInputGRUCell, SplitInputLSTMCell, has_memory_cell, make_cell
 from s2s.model.dropout import Dropout
 from s2s.model.encoder import EncoderOutput
 from s2s.model.step_weights import StepGradients, step_linear
@@ -63,7 +64,7 @@ class StepCollectors:
     """Teacher-forced training: the weights used at every step get one gradient multiply per
     sequence instead of one per step (see s2s.model.step_weights)."""
 
-    cells: list[StepGradients]  # each LSTM layer's weight_step
+    cells: list  # each layer's collectors for its per-step weights (see the cell's step_collectors)
     combine: StepGradients = field(default_factory=StepGradients)  # W_c
     query: StepGradients = field(default_factory=StepGradients)  # the attention's query projection
 
@@ -93,15 +94,16 @@ class Decoder(nn.Module):
         self.word_dropout = Dropout(word_dropout, whole_vectors=True)
         # layer 0's input: [emb(y_{t-1}); h_T (no attention)] is known ahead, f_{t-1} (input feeding) only per step
         self.ahead_size = embedding_size + (encoder_size if self.attention is None else 0)
-        self.split_lstm = cfg.cell == Cell.lstm
+        self.split_cells = cfg.cell in (Cell.lstm, Cell.gru)
         self.defer_step_gradients = True  # teacher forcing: one gradient multiply per sequence for per-step weights
-        if self.split_lstm:
+        if self.split_cells:
+            split_cell = SplitInputLSTMCell if cfg.cell == Cell.lstm else SplitInputGRUCell
             self.cells = nn.ModuleList(
-                SplitInputLSTMCell(self.ahead_size, input_size - self.ahead_size, cfg.hidden_size) if layer == 0
-                else SplitInputLSTMCell(0, cfg.hidden_size, cfg.hidden_size)
+                split_cell(self.ahead_size, input_size - self.ahead_size, cfg.hidden_size) if layer == 0
+                else split_cell(0, cfg.hidden_size, cfg.hidden_size)
                 for layer in range(cfg.num_layers)
             )
-            self._register_load_state_dict_pre_hook(self._from_lstm_cells)
+            self._register_load_state_dict_pre_hook(self._from_torch_cells)
         else:
             self.cells = nn.ModuleList(
                 make_cell(cfg.cell, input_size if layer == 0 else cfg.hidden_size, cfg.hidden_size) for layer in range(cfg.num_layers)
@@ -142,13 +144,13 @@ class Decoder(nn.Module):
     ) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
         """embedded (B, E) -> attentional vector (B, F), new state, attention weights (B, S) or None.
 
-        LSTM only: `ahead_gates` (B, 4H) are layer 0's gate inputs when precomputed for all
-        steps; `step_gradients` defer the gradients of the weights used at every step to one
-        multiply per sequence.
+        LSTM and GRU: `ahead_gates` (B, 4H or 3H) are layer 0's gate inputs when precomputed
+        for all steps; `step_gradients` defer the gradients of the weights used at every step to
+        one multiply per sequence.
         """
-        if self.split_lstm:
+        if self.split_cells:
             if ahead_gates is None:
-                ahead_gates = self.cells[0].ahead_gates(self._ahead_input(embedded, memory))  # (B, 4H)
+                ahead_gates = self.cells[0].ahead_gates(self._ahead_input(embedded, memory))  # (B, 4H or 3H)
             x = state.feed if self.feeds_attention else state.feed[:, :0]  # (B, F) or (B, 0)
         else:
             parts = [embedded, state.feed] if self.feeds_attention else [embedded]
@@ -157,10 +159,13 @@ class Decoder(nn.Module):
         for layer, cell in enumerate(self.cells):
             if layer > 0:
                 x = self.dropout(x)
-            if self.split_lstm:
-                collector = step_gradients.cells[layer] if step_gradients is not None else None
-                h, c = cell(x, (state.hidden[layer], state.cell[layer]), ahead_gates if layer == 0 else None, collector)  # (B, H) x2
+            collector = step_gradients.cells[layer] if step_gradients is not None else None
+            ahead = ahead_gates if layer == 0 else None
+            if self.split_cells and self.uses_memory_cell:
+                h, c = cell(x, (state.hidden[layer], state.cell[layer]), ahead, collector)  # (B, H) x2
                 cells.append(c)
+            elif self.split_cells:
+                h = cell(x, state.hidden[layer], ahead, collector)  # (B, H)
             elif self.uses_memory_cell:
                 h, c = cell(x, (state.hidden[layer], state.cell[layer]))  # (B, H) x2
                 cells.append(c)
@@ -178,7 +183,7 @@ class Decoder(nn.Module):
         return attentional, new_state, weights
 
     def ahead_gates(self, embedded: torch.Tensor, memory: Memory) -> torch.Tensor:
-        """Layer 0's gate inputs from what is known in advance: embedded (B, T, E) -> (B, T, 4H)."""
+        """Layer 0's gate inputs from what is known in advance: embedded (B, T, E) -> (B, T, 4H or 3H)."""
         return self.cells[0].ahead_gates(self._ahead_input(embedded, memory))
 
     def _ahead_input(self, embedded: torch.Tensor, memory: Memory) -> torch.Tensor:
@@ -188,8 +193,8 @@ class Decoder(nn.Module):
         summary = memory.summary if embedded.dim() == 2 else memory.summary.unsqueeze(1).expand(-1, embedded.size(1), -1)
         return torch.cat([embedded, summary], dim=-1)
 
-    def _from_lstm_cells(self, state_dict: dict, prefix: str, *args) -> None:
-        """Checkpoints written with `nn.LSTMCell` decoder layers load into `SplitInputLSTMCell`s."""
+    def _from_torch_cells(self, state_dict: dict, prefix: str, *args) -> None:
+        """Checkpoints written with `nn.LSTMCell` / `nn.GRUCell` decoder layers load into the split-input cells."""
         embedding, feed = self.embedding.embedding_dim, self.output_size if self.feeds_attention else 0
         for layer, cell in enumerate(self.cells):
             name = f"{prefix}cells.{layer}."
@@ -200,8 +205,13 @@ class Decoder(nn.Module):
             # old layer-0 input order: [emb; feed] with attention, [emb; h_T] without
             is_step = (columns >= embedding) & (columns < embedding + feed) if layer == 0 else torch.ones_like(columns, dtype=torch.bool)
             state_dict[name + "weight_ahead"] = weight_ih[:, ~is_step]
-            state_dict[name + "weight_step"] = torch.cat([weight_ih[:, is_step], weight_hh], dim=1)
-            state_dict[name + "bias"] = bias_ih + bias_hh
+            if isinstance(cell, SplitInputLSTMCell):
+                state_dict[name + "weight_step"] = torch.cat([weight_ih[:, is_step], weight_hh], dim=1)
+                state_dict[name + "bias"] = bias_ih + bias_hh
+                continue
+            if cell.step_size:
+                state_dict[name + "weight_step"] = weight_ih[:, is_step]
+            state_dict[name + "weight_hidden"], state_dict[name + "bias"], state_dict[name + "bias_hidden"] = weight_hh, bias_ih, bias_hh
 
     def logits(self, attentional: torch.Tensor) -> torch.Tensor:
         """(..., F) -> (..., V)"""
@@ -218,9 +228,9 @@ class Decoder(nn.Module):
         """
         if teacher_forcing >= 1.0:
             embedded = self.embed(tgt_in)  # (B, T, E)
-            ahead = self.ahead_gates(embedded, memory) if self.split_lstm else None  # (B, T, 4H): one multiply for all steps
-            defer = self.split_lstm and self.defer_step_gradients and torch.is_grad_enabled()
-            collectors = StepCollectors([StepGradients() for _ in self.cells]) if defer else None
+            ahead = self.ahead_gates(embedded, memory) if self.split_cells else None  # (B, T, 4H or 3H): one multiply for all steps
+            defer = self.split_cells and self.defer_step_gradients and torch.is_grad_enabled()
+            collectors = StepCollectors([cell.step_collectors() for cell in self.cells]) if defer else None
             # unbind, not [:, t]: the backward of T slices would add T zero-padded (B, T, ...) gradients
             steps = zip(embedded.unbind(1), ahead.unbind(1) if ahead is not None else [None] * tgt_in.size(1))
             outputs = []
