@@ -360,6 +360,29 @@ def test_teacher_forced_logits_equal_step_by_step_logits(decoder_cell, attention
     torch.testing.assert_close(torch.stack(stepped, dim=1), forced, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("decoder_cell", [Cell.lstm, Cell.gru])
+@pytest.mark.parametrize("attention,input_feeding", [(Attention.bahdanau, True), (Attention.bahdanau, False), (Attention.none, False)])
+def test_every_parameter_gets_a_gradient(decoder_cell, attention, input_feeding):
+    """DDP (torchrun) refuses parameters that get no gradient, e.g. an unused weight in an upper layer."""
+    model = tiny_model(decoder_cell=decoder_cell, attention=attention, input_feeding=input_feeding, layers=2, eval_mode=False)
+    batch = random_batch(9, 4)
+    model(batch.src, batch.src_lengths, batch.tgt_in).sum().backward()
+    assert [name for name, p in model.named_parameters() if p.grad is None] == []
+
+
+@pytest.mark.parametrize("decoder_cell", [Cell.lstm, Cell.gru])
+def test_checkpoints_with_empty_upper_layer_weights_still_load(decoder_cell):
+    """Upper decoder layers once kept an empty weight_ahead; such checkpoints load unchanged."""
+    model = tiny_model(decoder_cell=decoder_cell, layers=2)
+    state = model.state_dict()
+    gates = 4 if decoder_cell == Cell.lstm else 3
+    old = {**state, "decoder.cells.1.weight_ahead": torch.empty(gates * model.decoder.hidden_size, 0)}
+    fresh = tiny_model(seed=5, decoder_cell=decoder_cell, layers=2)
+    fresh.load_state_dict(old)
+    for name, value in fresh.state_dict().items():
+        torch.testing.assert_close(value, state[name], msg=name)
+
+
 def _gradients(model, batch, defer: bool, autocast: bool = False) -> dict[str, torch.Tensor]:
     model.zero_grad(set_to_none=True)
     model.decoder.defer_step_gradients = defer

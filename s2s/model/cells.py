@@ -48,7 +48,8 @@ class SplitInputLSTMCell(nn.Module):
     def __init__(self, ahead_size: int, step_size: int, hidden_size: int):
         super().__init__()
         self.ahead_size, self.step_size, self.hidden_size = ahead_size, step_size, hidden_size
-        self.weight_ahead = nn.Parameter(torch.empty(4 * hidden_size, ahead_size))  # (4H, A)
+        # None in upper layers (A = 0): an empty weight would get no gradient, which DDP refuses
+        self.weight_ahead = nn.Parameter(torch.empty(4 * hidden_size, ahead_size)) if ahead_size else None  # (4H, A)
         self.weight_step = nn.Parameter(torch.empty(4 * hidden_size, step_size + hidden_size))  # (4H, P+H)
         self.bias = nn.Parameter(torch.empty(4 * hidden_size))  # (4H,)
         bound = hidden_size**-0.5  # nn.LSTMCell's initialisation
@@ -95,7 +96,7 @@ class SplitInputGRUCell(nn.Module):
     def __init__(self, ahead_size: int, step_size: int, hidden_size: int):
         super().__init__()
         self.ahead_size, self.step_size, self.hidden_size = ahead_size, step_size, hidden_size
-        self.weight_ahead = nn.Parameter(torch.empty(3 * hidden_size, ahead_size))  # (3H, A)
+        self.weight_ahead = nn.Parameter(torch.empty(3 * hidden_size, ahead_size)) if ahead_size else None  # (3H, A)
         self.weight_step = nn.Parameter(torch.empty(3 * hidden_size, step_size)) if step_size else None  # (3H, P)
         self.weight_hidden = nn.Parameter(torch.empty(3 * hidden_size, hidden_size))  # (3H, H)
         self.bias = nn.Parameter(torch.empty(3 * hidden_size))  # (3H,) the input side's

@@ -198,13 +198,16 @@ class Decoder(nn.Module):
         embedding, feed = self.embedding.embedding_dim, self.output_size if self.feeds_attention else 0
         for layer, cell in enumerate(self.cells):
             name = f"{prefix}cells.{layer}."
+            if cell.weight_ahead is None:  # upper layers once kept an empty weight_ahead
+                state_dict.pop(name + "weight_ahead", None)
             if name + "weight_ih" not in state_dict:
                 continue
             weight_ih, weight_hh, bias_ih, bias_hh = (state_dict.pop(name + key) for key in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
             columns = torch.arange(weight_ih.size(1))
             # old layer-0 input order: [emb; feed] with attention, [emb; h_T] without
             is_step = (columns >= embedding) & (columns < embedding + feed) if layer == 0 else torch.ones_like(columns, dtype=torch.bool)
-            state_dict[name + "weight_ahead"] = weight_ih[:, ~is_step]
+            if cell.weight_ahead is not None:
+                state_dict[name + "weight_ahead"] = weight_ih[:, ~is_step]
             if isinstance(cell, SplitInputLSTMCell):
                 state_dict[name + "weight_step"] = torch.cat([weight_ih[:, is_step], weight_hh], dim=1)
                 state_dict[name + "bias"] = bias_ih + bias_hh
