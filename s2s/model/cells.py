@@ -77,12 +77,14 @@ class SplitInputLSTMCell(nn.Module):
         """
         h, c = state
         base = ahead_gates if ahead_gates is not None else self.bias  # (B, 4H) or (4H,)
-        x = torch.cat([step, h], dim=-1)  # (B, P+H)
-        if step_gradients is not None:
-            gates = step_addmm(base, x, self.weight_step, step_gradients)  # (B, 4H)
-        else:
-            gates = torch.addmm(base, x, self.weight_step.t())  # (B, 4H)
+        gates = step_addmm(base, torch.cat([step, h], dim=-1), self.weight_step, step_gradients)  # (B, P+H) -> (B, 4H)
         return lstm_pointwise(gates, c)
+
+    def from_torch_cell(self, weight_ih: torch.Tensor, weight_hh: torch.Tensor, bias_ih: torch.Tensor, bias_hh: torch.Tensor,
+                        is_step: torch.Tensor) -> dict[str, torch.Tensor]:
+        """This cell's weights from `nn.LSTMCell`'s, whose input columns `is_step` are the step part."""
+        weights = {"weight_step": torch.cat([weight_ih[:, is_step], weight_hh], dim=1), "bias": bias_ih + bias_hh}
+        return weights | ({"weight_ahead": weight_ih[:, ~is_step]} if self.ahead_size else {})
 
 
 class SplitInputGRUCell(nn.Module):
@@ -125,13 +127,17 @@ class SplitInputGRUCell(nn.Module):
         gradients are computed once for all steps (see s2s.model.step_weights).
         """
         base = ahead_gates if ahead_gates is not None else self.bias  # (B, 3H) or (3H,)
-        if step_gradients is not None:
-            input_gates = step_addmm(base, step, self.weight_step, step_gradients[0]) if self.step_size else base
-            hidden_gates = step_addmm(self.bias_hidden, h, self.weight_hidden, step_gradients[1])  # (B, 3H)
-        else:
-            input_gates = torch.addmm(base, step, self.weight_step.t()) if self.step_size else base
-            hidden_gates = torch.addmm(self.bias_hidden, h, self.weight_hidden.t())  # (B, 3H)
+        step_collector, hidden_collector = step_gradients if step_gradients is not None else (None, None)
+        input_gates = step_addmm(base, step, self.weight_step, step_collector) if self.step_size else base  # (B, 3H)
+        hidden_gates = step_addmm(self.bias_hidden, h, self.weight_hidden, hidden_collector)  # (B, 3H)
         return gru_pointwise(input_gates, hidden_gates, h)
+
+    def from_torch_cell(self, weight_ih: torch.Tensor, weight_hh: torch.Tensor, bias_ih: torch.Tensor, bias_hh: torch.Tensor,
+                        is_step: torch.Tensor) -> dict[str, torch.Tensor]:
+        """This cell's weights from `nn.GRUCell`'s, whose input columns `is_step` are the step part."""
+        weights = {"weight_hidden": weight_hh, "bias": bias_ih, "bias_hidden": bias_hh}
+        weights |= {"weight_ahead": weight_ih[:, ~is_step]} if self.ahead_size else {}
+        return weights | ({"weight_step": weight_ih[:, is_step]} if self.step_size else {})
 
 
 def gru_pointwise(input_gates: torch.Tensor, hidden_gates: torch.Tensor, h: torch.Tensor) -> torch.Tensor:

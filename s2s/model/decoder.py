@@ -160,17 +160,12 @@ class Decoder(nn.Module):
             if layer > 0:
                 x = self.dropout(x)
             collector = step_gradients.cells[layer] if step_gradients is not None else None
-            ahead = ahead_gates if layer == 0 else None
-            if self.split_cells and self.uses_memory_cell:
-                h, c = cell(x, (state.hidden[layer], state.cell[layer]), ahead, collector)  # (B, H) x2
-                cells.append(c)
-            elif self.split_cells:
-                h = cell(x, state.hidden[layer], ahead, collector)  # (B, H)
-            elif self.uses_memory_cell:
-                h, c = cell(x, (state.hidden[layer], state.cell[layer]))  # (B, H) x2
+            split_inputs = (ahead_gates if layer == 0 else None, collector) if self.split_cells else ()
+            if self.uses_memory_cell:
+                h, c = cell(x, (state.hidden[layer], state.cell[layer]), *split_inputs)  # (B, H) x2
                 cells.append(c)
             else:
-                h = cell(x, state.hidden[layer])  # (B, H)
+                h = cell(x, state.hidden[layer], *split_inputs)  # (B, H)
             hiddens.append(h)
             x = h
         query_gradients, combine_gradients = (step_gradients.query, step_gradients.combine) if step_gradients is not None else (None, None)
@@ -206,15 +201,8 @@ class Decoder(nn.Module):
             columns = torch.arange(weight_ih.size(1))
             # old layer-0 input order: [emb; feed] with attention, [emb; h_T] without
             is_step = (columns >= embedding) & (columns < embedding + feed) if layer == 0 else torch.ones_like(columns, dtype=torch.bool)
-            if cell.weight_ahead is not None:
-                state_dict[name + "weight_ahead"] = weight_ih[:, ~is_step]
-            if isinstance(cell, SplitInputLSTMCell):
-                state_dict[name + "weight_step"] = torch.cat([weight_ih[:, is_step], weight_hh], dim=1)
-                state_dict[name + "bias"] = bias_ih + bias_hh
-                continue
-            if cell.step_size:
-                state_dict[name + "weight_step"] = weight_ih[:, is_step]
-            state_dict[name + "weight_hidden"], state_dict[name + "bias"], state_dict[name + "bias_hidden"] = weight_hh, bias_ih, bias_hh
+            for key, value in cell.from_torch_cell(weight_ih, weight_hh, bias_ih, bias_hh, is_step).items():
+                state_dict[name + key] = value
 
     def logits(self, attentional: torch.Tensor) -> torch.Tensor:
         """(..., F) -> (..., V)"""

@@ -28,12 +28,14 @@ class StepGradients:
         self.cast_weight: torch.Tensor | None = None  # under autocast: the weight cast once for the whole pass
 
 
-def step_addmm(base: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, collector: StepGradients) -> torch.Tensor:
-    """base (B, N) or (N,) + x (B, K) @ weight (N, K)^T -> (B, N); weight's gradient deferred to the collector.
+def step_addmm(base: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, collector: StepGradients | None) -> torch.Tensor:
+    """base (B, N) or (N,) + x (B, K) @ weight (N, K)^T -> (B, N); with a collector, weight's gradient is deferred to it.
 
     Every call's output must reach the loss (true of a teacher-forced decoder, whose
     every step feeds the logits), since the weight gradient is made by the last of them.
     """
+    if collector is None:
+        return torch.addmm(base, x, weight.t())
     collector.calls += 1
     return _StepAddmm.apply(base, x, weight, collector)
 
