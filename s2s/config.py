@@ -52,6 +52,7 @@ class Precision(str, Enum):
     fp32 = "fp32"  # full precision
     bf16 = "bf16"  # bfloat16 (CUDA, or a CPU with AVX512; fast with AVX512-BF16 or AMX); an error elsewhere
     auto = "auto"  # bf16 where the device has native bf16 (CUDA, AVX512-BF16, AMX), else fp32
+    int8 = "int8"  # decoding on a CPU only: int8 weights for the matrix multiplies (s2s.model.int8)
 
 
 class Scheduler(str, Enum):
@@ -151,7 +152,7 @@ class SearchConfig:
     temperature: float = 1.0  # sampling: softmax temperature
     top_k: int = 0  # sampling: keep only the k most likely tokens (0 = all)
     batch_size: int = 64  # sentences per decoding batch
-    precision: Precision = Precision.fp32  # fp32, bf16 weights and activations (log-probabilities stay fp32), or auto
+    precision: Precision = Precision.fp32  # fp32, bf16 weights and activations (log-probabilities stay fp32), auto, or int8 (CPU)
 
 
 @dataclass

@@ -6,6 +6,9 @@ On CPUs without AVX512 (many AMD EPYC, older Intel) it has no bf16 kernels at al
 fails with "could not create a primitive descriptor" and matrix multiplies fall back to code
 about 500x slower than fp32. So `bf16` on such a machine is a clear start-up error, and
 `auto` picks bf16 only where it is native.
+
+For decoding on a CPU there is also int8 (s2s.model.int8): int8 weights for the matrix
+multiplies, which run on any x86 CPU with AVX2 and need no bf16.
 """
 
 from __future__ import annotations
@@ -39,11 +42,18 @@ def _onednn_bf16() -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def resolve_precision(requested: Precision, device: torch.device, option: str) -> Precision:
-    """The precision to use: `auto` becomes bf16 where native, else fp32; `bf16` must be able to run.
+def resolve_precision(requested: Precision, device: torch.device, option: str, decoding: bool = False) -> Precision:
+    """The precision to use: `auto` becomes bf16 where native, else fp32; `bf16` must be able to run;
+    `int8` only for decoding on a CPU.
 
     `option` names the setting in the error message (e.g. "trainer.precision").
     """
+    if requested == Precision.int8:
+        if not decoding:
+            raise S2SError(f"{option}=int8 is for decoding only (search.precision=int8); train in fp32, bf16 or auto")
+        if device.type != "cpu":
+            raise S2SError(f"{option}=int8 runs on CPUs only (torch's int8 kernels); on {device.type} use {option}=bf16 or fp32")
+        return requested
     if requested == Precision.auto:
         return Precision.bf16 if bf16_native(device) else Precision.fp32
     if requested == Precision.bf16 and not bf16_runs(device):

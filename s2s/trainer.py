@@ -106,6 +106,7 @@ class Trainer:
         self.world = distributed.current()
         self.device = torch.device("cuda", self.world.local_rank) if self.world.distributed and torch.cuda.is_available() else pick_device(cfg.device)
         self.precision = resolve_precision(cfg.trainer.precision, self.device, "trainer.precision")
+        resolve_precision(cfg.search.precision, self.device, "search.precision", decoding=True)  # validation's: fail now, not at the first validation
         if cfg.optim.accumulate < 1:
             raise S2SError(f"optim.accumulate must be at least 1, got {cfg.optim.accumulate}")
         if not 0.0 <= cfg.optim.label_smoothing < 1.0:

@@ -17,6 +17,7 @@ from s2s.batching import Batch, make_batch, pad
 from s2s.checkpoint import load, resolve_checkpoint
 from s2s.config import Config, Precision, SearchConfig
 from s2s.errors import S2SError
+from s2s.model.int8 import int8_copy
 from s2s.model.seq2seq import Seq2Seq
 from s2s.precision import resolve_precision
 from s2s.search import Hypothesis, decode
@@ -52,8 +53,11 @@ class Translation:
 
 class Translator:
     def __init__(self, model: Seq2Seq, tokenizers: Tokenizers, search: SearchConfig, device: torch.device, lowercase: bool = False):
-        if resolve_precision(search.precision, device, "search.precision") == Precision.bf16:  # a bf16 copy: the caller's model (perhaps still training) stays fp32
+        precision = resolve_precision(search.precision, device, "search.precision", decoding=True)
+        if precision == Precision.bf16:  # a bf16 copy: the caller's model (perhaps still training) stays fp32
             model = copy.deepcopy(model).to(torch.bfloat16)
+        elif precision == Precision.int8:  # likewise an int8 copy
+            model = int8_copy(model)
         self.model = model.to(device).eval()
         self.tokenizers, self.search, self.device, self.lowercase = tokenizers, search, device, lowercase
         self.generator = torch.Generator(device=device)

@@ -8,9 +8,10 @@ with Bahdanau attention and input feeding, joint sentencepiece vocabulary 8000) 
 decoding speed uses the real translator on test_2016_flickr, batches of 64 and at most 100
 output tokens, and needs trained runs (--reference-run, --run) so that output lengths are
 realistic. Steady state only: warm-up steps first, then several repetitions, median reported.
-Decoding is measured in fp32 and with bf16 weights (search.precision=bf16), with the BLEU
-of each batched output so that speed and quality are seen together. On hardware without bf16
-kernels (e.g. an AVX2-only CPU) the bf16 parts are left out and reported as null.
+Decoding is measured in fp32, with bf16 weights (search.precision=bf16) and, on a CPU, with
+int8 matrix multiplies (search.precision=int8), with the BLEU of each batched output so that
+speed and quality are seen together. On hardware without bf16 kernels (e.g. an AVX2-only CPU)
+the bf16 parts are left out and reported as null; on a GPU, the int8 parts.
 Each part runs in its own process so peak RSS is per part. The last stdout line is JSON.
 """
 
@@ -250,6 +251,7 @@ def main() -> None:
         raise SystemExit(f"error: --data-dir {args.data_dir} does not exist")
     import torch
 
+    from s2s.model.int8 import int8_available
     from s2s.precision import bf16_runs
 
     torch.set_num_threads(args.threads)
@@ -260,8 +262,11 @@ def main() -> None:
     out["matmul_peak_gflops"] = round(matmul_peak_gflops("float32"), 1)
     out["matmul_peak_gflops_bf16"] = round(matmul_peak_gflops("bfloat16"), 1) if bf16_ok else None
 
-    def part(*extra: str, bf16: bool = False) -> dict | None:
-        return run_part(args, *extra) if bf16_ok or not bf16 else None
+    int8_ok = device.type == "cpu" and int8_available()
+    out["int8"] = int8_ok
+
+    def part(*extra: str, bf16: bool = False, int8: bool = False) -> dict | None:
+        return run_part(args, *extra) if (bf16_ok or not bf16) and (int8_ok or not int8) else None
 
     ref32 = part("--part=train-fp32", "--model", "reference")
     ref16 = part("--part=train-bf16", "--model", "reference", bf16=True)
@@ -274,9 +279,11 @@ def main() -> None:
     if args.reference_run:
         fp32 = part(f"--part=decode-fp32-b1={args.reference_run}")
         bf16 = part(f"--part=decode-bf16={args.reference_run}", bf16=True)
+        int8 = part(f"--part=decode-int8={args.reference_run}", int8=True)
         out.update({f"ref_{k}": round(v, 2) for k, v in fp32.items() if k != "peak_rss_mb"})
-        out.update({f"ref_{k}_bf16": bf16 and round(bf16[k], 2) for k in fp32 if k not in ("peak_rss_mb", "mean_ref_len") and not k.endswith("_b1")})
-        decode_rss += [r["peak_rss_mb"] for r in (fp32, bf16) if r]
+        for name, result in (("bf16", bf16), ("int8", int8)):
+            out.update({f"ref_{k}_{name}": result and round(result[k], 2) for k in fp32 if k not in ("peak_rss_mb", "mean_ref_len") and not k.endswith("_b1")})
+        decode_rss += [r["peak_rss_mb"] for r in (fp32, bf16, int8) if r]
     if args.run:
         own = part("--part=train-fp32", "--model", "recipe")
         own16 = part("--part=train-bf16", "--model", "recipe", bf16=True)
@@ -285,9 +292,11 @@ def main() -> None:
                    train_peak_fraction=round(own["tok_per_s"] * own["flops_per_tok"] / 1e9 / out["matmul_peak_gflops"], 3))
         fp32 = part(f"--part=decode-fp32={args.run}")
         bf16 = part(f"--part=decode-bf16={args.run}", bf16=True)
+        int8 = part(f"--part=decode-int8={args.run}", int8=True)
         out.update({k: round(v, 2) for k, v in fp32.items() if k not in ("peak_rss_mb", "mean_ref_len")})
-        out.update({f"{k}_bf16": bf16 and round(bf16[k], 2) for k in fp32 if k not in ("peak_rss_mb", "mean_ref_len")})
-        decode_rss += [r["peak_rss_mb"] for r in (fp32, bf16) if r]
+        for name, result in (("bf16", bf16), ("int8", int8)):
+            out.update({f"{k}_{name}": result and round(result[k], 2) for k in fp32 if k not in ("peak_rss_mb", "mean_ref_len")})
+        decode_rss += [r["peak_rss_mb"] for r in (fp32, bf16, int8) if r]
     if decode_rss:
         out["decode_peak_rss_mb"] = round(max(decode_rss))
     out["seconds"] = round(time.perf_counter() - started, 1)

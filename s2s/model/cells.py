@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from s2s.config import Cell
-from s2s.model.step_weights import StepGradients, step_addmm
+from s2s.model.step_weights import StepGradients, linear, step_addmm
 
 
 class PeepholeLSTMCell(nn.Module):
@@ -58,7 +58,7 @@ class SplitInputLSTMCell(nn.Module):
 
     def ahead_gates(self, ahead: torch.Tensor) -> torch.Tensor:
         """(..., A) -> (..., 4H) the ahead part's gate inputs, bias included."""
-        return nn.functional.linear(ahead, self.weight_ahead, self.bias)
+        return linear(ahead, self.weight_ahead, self.bias)
 
     def step_collectors(self) -> StepGradients:
         return StepGradients()  # weight_step
@@ -109,7 +109,7 @@ class SplitInputGRUCell(nn.Module):
 
     def ahead_gates(self, ahead: torch.Tensor) -> torch.Tensor:
         """(..., A) -> (..., 3H) the ahead part's gate inputs, input bias included."""
-        return nn.functional.linear(ahead, self.weight_ahead, self.bias)
+        return linear(ahead, self.weight_ahead, self.bias)
 
     def step_collectors(self) -> tuple[StepGradients, StepGradients]:
         return StepGradients(), StepGradients()  # weight_step, weight_hidden
