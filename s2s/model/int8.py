@@ -10,12 +10,15 @@ multiplies run in int8 with torch's own dynamic quantization kernels (fbgemm / o
   (`reduce_range`: AVX2 and AVX512 without VNNI add pairs of int8 products in int16, which
   full 8-bit codes can overflow); products are summed in int32 and the result is fp32.
 
-What is converted: the decoder's per-step weights (its cells, the attention's query
-projection, W_c, the output layer) and, once per sentence, the attention's key projection
-and the bridge. Embeddings, the encoder's LSTM (oneDNN), the attention's energy vector
-(a single output) and every elementwise operation stay fp32, as do the log-probabilities.
-Training never sees int8: only a copy made for decoding is converted, and it has no
-state_dict worth saving.
+What is converted: the decoder's per-step weights (its LSTM, GRU or peephole-LSTM cells,
+the attention's query projection, W_c, the output layer) and, once per sentence, the
+attention's key projection and the bridge. Embeddings, the encoder's LSTM (oneDNN), an Elman
+decoder cell (nn.RNNCell), the attention's energy vector (a single output) and every
+elementwise operation stay fp32, as do the log-probabilities. Training never sees int8: only
+a copy made for decoding is converted, and it has no state_dict worth saving.
+
+torch flags its quantized tensors as deprecated (a warning at conversion, silenced here):
+a torch without these kernels gets a one-line error from `int8_copy`, not a crash.
 
 Shapes: B rows, K input width, N output width.
 """
@@ -70,7 +73,8 @@ class Int8Linear(nn.Module):
 def int8_available() -> bool:
     """This torch has int8 kernels for this CPU (x86 with AVX2 or better, or ARM)."""
     engine = torch.backends.quantized.engine
-    return engine is not None and engine != "none" and hasattr(torch.ops.quantized, "linear_dynamic")
+    kernels = hasattr(torch, "quantize_per_channel") and hasattr(torch.ops.quantized, "linear_dynamic")
+    return engine is not None and engine != "none" and kernels
 
 
 def int8_copy(model: nn.Module) -> nn.Module:
@@ -79,12 +83,15 @@ def int8_copy(model: nn.Module) -> nn.Module:
         raise S2SError(f"search.precision=int8 needs torch's int8 CPU kernels, which this torch lacks (quantized engine: "
                        f"{torch.backends.quantized.engine}); use search.precision=fp32")
     model = copy.deepcopy(model).cpu().eval()
-    decoder = model.decoder
-    for cell in decoder.cells:
-        if isinstance(cell, (SplitInputLSTMCell, SplitInputGRUCell)):
-            _quantize_cell(cell)
-    for owner, name in _linear_layers(model):
-        setattr(owner, name, Int8Linear(getattr(owner, name)))
+    try:
+        for cell in model.decoder.cells:
+            if isinstance(cell, (SplitInputLSTMCell, SplitInputGRUCell)):
+                _quantize_cell(cell)
+        for owner, name in _linear_layers(model):
+            setattr(owner, name, Int8Linear(getattr(owner, name)))
+    except RuntimeError as error:  # e.g. an engine without per-row int8 weights
+        raise S2SError(f"search.precision=int8: torch's {torch.backends.quantized.engine} int8 kernels failed "
+                       f"({str(error).splitlines()[0]}); use search.precision=fp32") from None
     return model
 
 
