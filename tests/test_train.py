@@ -117,6 +117,15 @@ def test_fp32_recipe_is_the_de_en_recipe_with_less_dropout():
     assert dataclasses.replace(fp32.trainer, precision=base.trainer.precision) == base.trainer
 
 
+def test_en_de_fp32_recipe_is_the_de_en_fp32_recipe_in_the_other_direction():
+    de_en, en_de = make_config("experiment=multi30k_de_en_fp32"), make_config("experiment=multi30k_en_de_fp32")
+    assert (en_de.data.src_lang, en_de.data.tgt_lang) == ("en", "de") and en_de.trainer.precision.value == "fp32"
+    assert en_de.model.word_dropout == 0.0 and en_de.optim.scheduler.value == "plateau"
+    assert dataclasses.replace(en_de.data, src_lang="de", tgt_lang="en") == de_en.data
+    for section in ("model", "optim", "search", "trainer"):
+        assert getattr(en_de, section) == getattr(de_en, section), section
+
+
 def test_max_minutes_stops_a_run_on_time(tmp_path):
     summary = run(make_config(*TINY, "trainer.max_steps=0", "trainer.max_epochs=0", "trainer.max_minutes=0.05"), str(tmp_path / "run"))
     assert 3.0 <= summary["wall_seconds"] < 20.0
