@@ -32,7 +32,6 @@ import torch
 from torch import nn
 
 from s2s.errors import S2SError
-from s2s.model.cells import SplitInputGRUCell, SplitInputLSTMCell
 
 _QUANTIZATION_WARNINGS = ".*(quantize_per_channel|quantized tensor|deprecated).*"
 
@@ -85,8 +84,7 @@ def int8_copy(model: nn.Module) -> nn.Module:
     model = copy.deepcopy(model).cpu().eval()
     try:
         for cell in model.decoder.cells:
-            if isinstance(cell, (SplitInputLSTMCell, SplitInputGRUCell)):
-                _quantize_cell(cell)
+            _quantize_cell(cell)
         for owner, name in _linear_layers(model):
             setattr(owner, name, Int8Linear(getattr(owner, name)))
     except RuntimeError as error:  # e.g. an engine without per-row int8 weights
@@ -96,7 +94,8 @@ def int8_copy(model: nn.Module) -> nn.Module:
 
 
 def _quantize_cell(cell: nn.Module) -> None:
-    """Replace a split-input cell's weight parameters by int8 weights (s2s.model.step_weights.step_addmm takes both)."""
+    """Replace a split-input cell's weight parameters by int8 weights (s2s.model.step_weights takes both);
+    torch's own cells have none of these names and stay as they are."""
     for name in ("weight_ahead", "weight_step", "weight_hidden"):
         weight = getattr(cell, name, None)
         if isinstance(weight, nn.Parameter):

@@ -34,17 +34,15 @@ def step_addmm(base: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, collec
     Every call's output must reach the loss (true of a teacher-forced decoder, whose
     every step feeds the logits), since the weight gradient is made by the last of them.
     """
-    if not isinstance(weight, torch.Tensor):  # an int8 weight (s2s.model.int8): decoding only
-        return weight(x) + base
     if collector is None:
-        return torch.addmm(base, x, weight.t())
+        return linear(x, weight, base)
     collector.calls += 1
     return _StepAddmm.apply(base, x, weight, collector)
 
 
 def linear(x: torch.Tensor, weight, bias: torch.Tensor) -> torch.Tensor:
-    """x (..., K) @ weight (N, K)^T + bias (N,) -> (..., N); weight a tensor, or an int8 weight
-    (s2s.model.int8) in a model converted for decoding."""
+    """x (..., K) @ weight (N, K)^T + bias (N,) or (B, N) -> (..., N), one addmm for 2-D x; weight a
+    tensor, or an int8 weight (s2s.model.int8) in a model converted for decoding."""
     if isinstance(weight, torch.Tensor):
         return torch.nn.functional.linear(x, weight, bias)
     return weight(x) + bias
