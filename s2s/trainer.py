@@ -24,7 +24,7 @@ import random
 import sys
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from omegaconf import OmegaConf
@@ -65,6 +65,15 @@ class Progress:
     validated_at: int = -1  # step of the latest validation (a resumed run must not repeat it)
     skipped_steps: int = 0  # updates skipped for a non-finite loss or gradient
     bad_in_a_row: int = 0  # consecutive skipped updates
+
+
+class UpdateStats(NamedTuple):
+    """One optimizer update, as the log reports it."""
+
+    loss: float  # mean token loss on this rank
+    tokens: int  # target tokens of the update, all ranks
+    seconds: float
+    grad_norm: float  # global gradient norm before clipping
 
 
 def config_as_dict(cfg: Config) -> dict[str, Any]:
@@ -144,7 +153,7 @@ class Trainer:
         self.progress = Progress()
         self.elapsed_seconds = 0.0  # wall seconds as all ranks agree on them, updated once per update by _finished()
         self.best_metrics: dict[str, Any] | None = None
-        self.recent: list[tuple[float, int, float]] = []  # (loss, tokens, seconds) of the latest steps
+        self.recent: list[UpdateStats] = []  # the latest updates, for the progress bar and the log
         if resume_from:
             self._resume(resume_from)
         elif init_from:
@@ -376,7 +385,7 @@ class Trainer:
         self.progress.bad_in_a_row = 0
         seconds = time.perf_counter() - started
         self.progress.train_seconds += seconds
-        self.recent = self.recent[-49:] + [(loss_value, local_tokens * self.world.size, seconds)]
+        self.recent = self.recent[-49:] + [UpdateStats(loss_value, local_tokens * self.world.size, seconds, grad_norm)]
         return True
 
     def _autocast(self):
@@ -414,14 +423,25 @@ class Trainer:
         return budget_fraction(self.progress.step, self.elapsed_seconds, t.max_steps, epoch_steps, t.max_minutes)
 
     def _report(self, bar: tqdm) -> None:
-        mean_loss = sum(l for l, _, _ in self.recent) / len(self.recent)
-        speed = sum(n for _, n, _ in self.recent) / max(sum(s for _, _, s in self.recent), 1e-9)
+        recent = self.recent
+        mean_loss = sum(u.loss for u in recent) / len(recent)
+        speed = sum(u.tokens for u in recent) / max(sum(u.seconds for u in recent), 1e-9)
+        grad_norm = sum(u.grad_norm for u in recent) / len(recent)  # before clipping
+        clip = self.cfg.optim.clip_norm
+        clipped = 100.0 * sum(u.grad_norm > clip for u in recent) / len(recent) if clip > 0 else 0.0
         lr = self.optimizer.param_groups[0]["lr"]
         bar.update(1)
-        bar.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{speed:.0f}", lr=f"{lr:.2e}", epoch=self.progress.epoch + 1, refresh=False)
+        bar.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{speed:.0f}", gnorm=f"{grad_norm:.2f}", lr=f"{lr:.2e}", epoch=self.progress.epoch + 1, refresh=False)
         if self.progress.step % self.cfg.trainer.log_every == 0 and self.world.is_main:
-            log.info("step %d  epoch %d  loss %.4f  ppl %.2f  lr %.2e  %.0f tok/s", self.progress.step, self.progress.epoch + 1, mean_loss, perplexity(mean_loss), lr, speed)
-            self.run_log.record("train", self.progress.step, {"loss": mean_loss, "ppl": perplexity(mean_loss), "lr": lr, "tokens_per_second": speed})
+            log.info(
+                "step %d  epoch %d  loss %.4f  ppl %.2f  lr %.2e  gnorm %.2f (%.0f%% clipped)  %.0f tok/s",
+                self.progress.step, self.progress.epoch + 1, mean_loss, perplexity(mean_loss), lr, grad_norm, clipped, speed,
+            )
+            self.run_log.record(
+                "train",
+                self.progress.step,
+                {"loss": mean_loss, "ppl": perplexity(mean_loss), "lr": lr, "grad_norm": grad_norm, "clipped_percent": clipped, "tokens_per_second": speed},
+            )
 
     # ----- validation and checkpoints ---------------------------------------------------------
     @torch.inference_mode()

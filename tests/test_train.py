@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 
 import pytest
@@ -202,3 +203,22 @@ def test_validation_at_epoch_ends_can_be_turned_off(tmp_path, each_epoch, valid_
         assert len(validated) == 3 and validated[-1] == last  # one per epoch, the last at the end
     else:
         assert validated == [last]  # only the final validation
+
+
+@pytest.mark.parametrize("clip_norm", [1e-4, 0.0])  # 1e-4: every update clipped; 0: clipping off
+def test_log_reports_gradient_norm_before_clipping(tmp_path, caplog, clip_norm):
+    import json
+    import logging
+
+    caplog.set_level(logging.INFO, logger="s2s.train")
+    torch.set_num_threads(1)
+    run_dir = str(tmp_path / "run")
+    run(make_config(*TINY, "trainer.max_steps=6", "trainer.log_every=3", f"optim.clip_norm={clip_norm}"), run_dir)
+    with open(os.path.join(run_dir, "history.jsonl")) as lines:
+        logged = [record for record in map(json.loads, lines) if record["kind"] == "train"]
+    assert [record["step"] for record in logged] == [3, 6]
+    for record in logged:
+        assert math.isfinite(record["grad_norm"]) and record["grad_norm"] > 1e-3  # the norm before clipping, not after
+        assert record["clipped_percent"] == (100.0 if clip_norm > 0 else 0.0)
+    step_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    assert len(step_lines) == 2 and all("gnorm" in line and "clipped" in line for line in step_lines)
