@@ -74,6 +74,7 @@ class UpdateStats(NamedTuple):
     tokens: int  # target tokens of the update, all ranks
     seconds: float
     grad_norm: float  # global gradient norm before clipping
+    clipped: bool  # optim.clip_norm scaled the gradient down
 
 
 def config_as_dict(cfg: Config) -> dict[str, Any]:
@@ -385,7 +386,7 @@ class Trainer:
         self.progress.bad_in_a_row = 0
         seconds = time.perf_counter() - started
         self.progress.train_seconds += seconds
-        self.recent = self.recent[-49:] + [UpdateStats(loss_value, local_tokens * self.world.size, seconds, grad_norm)]
+        self.recent = self.recent[-49:] + [UpdateStats(loss_value, local_tokens * self.world.size, seconds, grad_norm, grad_norm > clip)]
         return True
 
     def _autocast(self):
@@ -427,8 +428,7 @@ class Trainer:
         mean_loss = sum(u.loss for u in recent) / len(recent)
         speed = sum(u.tokens for u in recent) / max(sum(u.seconds for u in recent), 1e-9)
         grad_norm = sum(u.grad_norm for u in recent) / len(recent)  # before clipping
-        clip = self.cfg.optim.clip_norm
-        clipped = 100.0 * sum(u.grad_norm > clip for u in recent) / len(recent) if clip > 0 else 0.0
+        clipped = 100.0 * sum(u.clipped for u in recent) / len(recent)
         lr = self.optimizer.param_groups[0]["lr"]
         bar.update(1)
         bar.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{speed:.0f}", gnorm=f"{grad_norm:.2f}", lr=f"{lr:.2e}", epoch=self.progress.epoch + 1, refresh=False)
