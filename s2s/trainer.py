@@ -374,8 +374,9 @@ class Trainer:
                 (loss * (self.world.size / all_tokens)).backward()
             loss_sum += loss.detach()
         clip = self.cfg.optim.clip_norm if self.cfg.optim.clip_norm > 0 else float("inf")
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
-        loss_value = float(loss_sum) / max(local_tokens, 1)  # the one sync of the update
+        total_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)  # before clipping
+        grad_norm, loss_total = torch.stack([total_norm.float(), loss_sum.float()]).tolist()  # the one sync of the update
+        loss_value = loss_total / max(local_tokens, 1)
         if not (math.isfinite(grad_norm) and math.isfinite(loss_value)):
             self._skip_step(loss_value, grad_norm)
             return False
