@@ -115,7 +115,8 @@ class Trainer:
             raise S2SError(f"trainer.early_stopping_metric={cfg.trainer.early_stopping_metric} is not one of {sorted(HIGHER_IS_BETTER)}")
         self.world = distributed.current()
         self.device = torch.device("cuda", self.world.local_rank) if self.world.distributed and torch.cuda.is_available() else pick_device(cfg.device)
-        self.precision = resolve_precision(cfg.trainer.precision, self.device, "trainer.precision")
+        # `auto` measures bf16 against fp32 on each rank; all ranks take rank 0's answer.
+        self.precision = distributed.broadcast(resolve_precision(cfg.trainer.precision, self.device, "trainer.precision"))
         resolve_precision(cfg.search.precision, self.device, "search.precision", decoding=True)  # validation's: fail now, not at the first validation
         if cfg.optim.accumulate < 1:
             raise S2SError(f"optim.accumulate must be at least 1, got {cfg.optim.accumulate}")
