@@ -75,9 +75,7 @@ def bf16_matmul_speedup() -> float:
 def bf16_measured_faster(device: torch.device) -> bool:
     """`auto`'s choice: bf16 on a CUDA GPU with bf16; on a CPU only with bf16 instructions and a
     bf16 matrix multiply at least BF16_MIN_SPEEDUP times as fast as fp32 here."""
-    if device.type != "cpu":
-        return bf16_native(device)
-    return bf16_native(device) and bf16_matmul_speedup() >= BF16_MIN_SPEEDUP
+    return bf16_native(device) and (device.type != "cpu" or bf16_matmul_speedup() >= BF16_MIN_SPEEDUP)
 
 
 def _onednn_bf16() -> bool:
