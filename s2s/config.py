@@ -110,6 +110,7 @@ class DecoderConfig:
     dropout: float = 0.3  # between layers and before the output projection
     attention: Attention = Attention.bahdanau  # how the decoder reads the source
     input_feeding: bool = True  # feed the previous attentional vector with the next input
+    layer_norm: bool = False  # layer-normalized cells (Ba et al., 2016): lstm and gru only
 
 
 @dataclass

@@ -26,6 +26,7 @@ def tiny_config(
     dropout: float = 0.0,
     tie: bool = False,
     input_feeding: bool = True,
+    layer_norm: bool = False,
 ) -> ModelConfig:
     return ModelConfig(
         embedding_size=embedding,
@@ -39,6 +40,7 @@ def tiny_config(
             dropout=dropout,
             attention=attention,
             input_feeding=input_feeding,
+            layer_norm=layer_norm,
         ),
     )
 

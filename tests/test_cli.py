@@ -82,6 +82,11 @@ def test_unwritable_run_directory_is_one_line(tmp_path):
     assert "cannot write to the run directory" in line
 
 
+def test_layer_norm_with_an_elman_decoder_is_one_line(tmp_path):
+    line = _one_line_error(run_cli("s2s.train", [*TINY, "model.decoder.cell=rnn", "model.decoder.layer_norm=true"], cwd=str(tmp_path)))
+    assert "layer_norm=true needs model.decoder.cell=lstm or gru, not rnn" in line
+
+
 def test_wrong_type_fails_at_start_up(tmp_path):
     line = _one_line_error(run_cli("s2s.train", ["optim.lr=fast"], cwd=str(tmp_path)))
     assert "optim.lr" in line

@@ -24,6 +24,8 @@ COMBOS = [
     {"decoder_cell": Cell.gru, "attention": Attention.luong_general},
     {"cell": Cell.rnn, "decoder_cell": Cell.peephole_lstm, "attention": Attention.none},
     {"layers": 2, "attention": Attention.bahdanau},
+    {"layers": 2, "layer_norm": True},
+    {"decoder_cell": Cell.gru, "layer_norm": True},
 ]
 
 

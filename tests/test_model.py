@@ -15,7 +15,7 @@ from s2s.config import Attention, Cell, ModelConfig, SearchConfig
 from s2s.errors import S2SError
 from s2s.model.seq2seq import Seq2Seq
 from s2s.model.attention import attend, make_attention
-from s2s.model.cells import PeepholeLSTMCell
+from s2s.model.cells import PeepholeLSTMCell, SplitInputGRUCell, SplitInputLSTMCell
 from s2s.search import greedy
 from s2s.subwords import PAD
 
@@ -429,3 +429,129 @@ def test_word_dropout_zeroes_whole_token_embeddings_in_training_only():
         assert 0.3 < dropped.float().mean().item() < 0.7
         model.eval()
         assert not (embed(tokens) == 0).all(dim=-1).any()
+
+
+# ---------------------------------------------------------------- layer-normalized decoder cells
+
+
+def _normalized(x: torch.Tensor, gain: torch.Tensor, shift: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Layer normalization written out: x (B, H) over its last dimension."""
+    mean, var = x.mean(-1, keepdim=True), x.var(-1, unbiased=False, keepdim=True)
+    return (x - mean) / torch.sqrt(var + eps) * gain + shift
+
+
+def _perturbed(cell: nn.Module) -> nn.Module:
+    """Gains and shifts away from their initial 1 and 0, so that a test sees whether each is used."""
+    torch.manual_seed(11)
+    with torch.no_grad():
+        for parameter in cell.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.3)
+    return cell
+
+
+def test_layer_normalized_lstm_cell_matches_the_formula():
+    """gates_k = LN(W_ahead a + W_step [p; h])_k * gain_k + bias_k per gate k; h = o * tanh(LN(c))."""
+    hidden = 6
+    cell = _perturbed(SplitInputLSTMCell(5, 4, hidden, layer_norm=True))
+    torch.manual_seed(0)
+    ahead, step, h, c = torch.randn(3, 5), torch.randn(3, 4), torch.randn(3, hidden), torch.randn(3, hidden)
+    with torch.no_grad():
+        new_h, new_c = cell(step, (h, c), cell.ahead_gates(ahead))
+        summed = ahead @ cell.weight_ahead.T + torch.cat([step, h], dim=-1) @ cell.weight_step.T  # (B, 4H), no bias
+        gain, shift = cell.gate_gain.view(4, hidden), cell.bias.view(4, hidden)
+        i, f, g, o = (_normalized(summed[:, k * hidden:(k + 1) * hidden], gain[k], shift[k]) for k in range(4))
+        expected_c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        expected_h = torch.sigmoid(o) * torch.tanh(_normalized(expected_c, cell.cell_gain, cell.cell_bias))
+    torch.testing.assert_close(new_c, expected_c, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(new_h, expected_h, rtol=1e-5, atol=1e-6)
+    # an upper layer (no ahead part): the step multiply alone is normalized
+    upper = _perturbed(SplitInputLSTMCell(0, 4, hidden, layer_norm=True))
+    with torch.no_grad():
+        _, upper_c = upper(step, (h, c))
+        summed = torch.cat([step, h], dim=-1) @ upper.weight_step.T
+        gain, shift = upper.gate_gain.view(4, hidden), upper.bias.view(4, hidden)
+        i, f, g, _ = (_normalized(summed[:, k * hidden:(k + 1) * hidden], gain[k], shift[k]) for k in range(4))
+    torch.testing.assert_close(upper_c, torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g), rtol=1e-5, atol=1e-6)
+
+
+def test_layer_normalized_gru_cell_matches_the_formula():
+    """The input side and the hidden side are normalized per gate separately; the reset gate scales the hidden side's candidate."""
+    hidden = 6
+    cell = _perturbed(SplitInputGRUCell(5, 4, hidden, layer_norm=True))
+    torch.manual_seed(0)
+    ahead, step, h = torch.randn(3, 5), torch.randn(3, 4), torch.randn(3, hidden)
+    with torch.no_grad():
+        new_h = cell(step, h, cell.ahead_gates(ahead))
+        from_input = ahead @ cell.weight_ahead.T + step @ cell.weight_step.T  # (B, 3H)
+        from_hidden = h @ cell.weight_hidden.T
+        parts = []
+        for summed, gain, shift in ((from_input, cell.input_gain, cell.bias), (from_hidden, cell.hidden_gain, cell.bias_hidden)):
+            gain, shift = gain.view(3, hidden), shift.view(3, hidden)
+            parts.append([_normalized(summed[:, k * hidden:(k + 1) * hidden], gain[k], shift[k]) for k in range(3)])
+        (input_r, input_z, input_n), (hidden_r, hidden_z, hidden_n) = parts
+        reset, update = torch.sigmoid(input_r + hidden_r), torch.sigmoid(input_z + hidden_z)
+        candidate = torch.tanh(input_n + reset * hidden_n)
+    torch.testing.assert_close(new_h, (1 - update) * candidate + update * h, rtol=1e-5, atol=1e-6)
+
+
+def test_layer_norm_changes_the_model_and_adds_only_gains_and_shifts():
+    plain, normalized = tiny_model(layers=2), tiny_model(layers=2, layer_norm=True)
+    extra = {name for name, _ in normalized.named_parameters()} - {name for name, _ in plain.named_parameters()}
+    assert extra == {f"decoder.cells.{layer}.{name}" for layer in (0, 1) for name in ("gate_gain", "cell_gain", "cell_bias")}
+    batch = random_batch(2, 4)
+    with torch.no_grad():
+        assert not torch.allclose(plain(batch.src, batch.src_lengths, batch.tgt_in), normalized(batch.src, batch.src_lengths, batch.tgt_in))
+
+
+@pytest.mark.parametrize("decoder_cell", [Cell.lstm, Cell.gru])
+@pytest.mark.parametrize("attention,input_feeding", [(Attention.bahdanau, True), (Attention.none, False)])
+def test_layer_normalized_decoder_steps_gradients_and_padding(decoder_cell, attention, input_feeding):
+    """With layer_norm: teacher forcing equals stepping, deferred weight gradients equal autograd's (every
+    parameter gets one), and a padded sentence scores as it does alone."""
+    model = tiny_model(decoder_cell=decoder_cell, attention=attention, input_feeding=input_feeding, layers=2, layer_norm=True,
+                       eval_mode=False)
+    for cell in model.decoder.cells:
+        _perturbed(cell)
+    batch = random_batch(5, 6)
+    plain, deferred = _gradients(model, batch, defer=False), _gradients(model, batch, defer=True)
+    assert sorted(deferred) == sorted(name for name, _ in model.named_parameters())
+    for name in plain:
+        torch.testing.assert_close(deferred[name], plain[name], rtol=1e-4, atol=1e-6, msg=name)
+    model.eval()
+    with torch.no_grad():
+        forced = torch.log_softmax(model(batch.src, batch.src_lengths, batch.tgt_in), dim=-1)  # (B, T, V)
+        memory, state = model.encode(batch.src, batch.src_lengths)
+        stepped = []
+        for t in range(batch.tgt_in.size(1)):
+            log_probs, state, _ = model.step(batch.tgt_in[:, t], state, memory)
+            stepped.append(log_probs)
+        torch.testing.assert_close(torch.stack(stepped, dim=1), forced, rtol=1e-5, atol=1e-5)
+        alone = make_batch([batch_src := [5, 9, 6]], [[7, 8]], [0])
+        padded = make_batch([batch_src, [4, 5, 6, 7, 8, 9, 10]], [[7, 8], [9, 10, 11, 12, 13]], [0, 1])
+        torch.testing.assert_close(model(padded.src, padded.src_lengths, padded.tgt_in)[0, :3],
+                                   model(alone.src, alone.src_lengths, alone.tgt_in)[0], atol=1e-5, rtol=0)
+
+
+def test_layer_normalized_decoder_overfits_reverse_task():
+    rng = random.Random(0)
+    src = random_ids(rng, 8, min_len=2, max_len=5, vocab=12)
+    tgt = [list(reversed(s)) for s in src]
+    batch = make_batch(src, tgt, range(len(src)))
+    model = tiny_model(seed=0, hidden=24, embedding=16, src_vocab=12, tgt_vocab=12, layer_norm=True, eval_mode=False)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(250):
+        optimizer.zero_grad()
+        logits = model(batch.src, batch.src_lengths, batch.tgt_in)
+        loss = nn.functional.cross_entropy(logits.flatten(0, 1), batch.tgt_out.flatten(), ignore_index=PAD)
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.05
+    model.eval()
+    with torch.no_grad():
+        assert [h.tokens for h in greedy(model, batch, SearchConfig())] == tgt
+
+
+@pytest.mark.parametrize("decoder_cell", [Cell.rnn, Cell.peephole_lstm])
+def test_layer_norm_with_another_decoder_cell_is_a_clear_error(decoder_cell):
+    with pytest.raises(S2SError, match="layer_norm=true needs model.decoder.cell=lstm or gru"):
+        tiny_model(decoder_cell=decoder_cell, layer_norm=True)

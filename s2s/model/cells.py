@@ -1,11 +1,20 @@
-"""Recurrent cells: torch's own, plus an LSTM with peephole connections.
+"""Recurrent cells: torch's own, an LSTM with peephole connections, and the decoder's
+split-input LSTM and GRU cells, optionally layer-normalized.
 
-Shapes: B batch, I input size, H hidden size.
+Layer normalization (Ba, Kiros & Hinton, 2016), `layer_norm=True` on the split-input cells:
+each gate's summed input (ahead part + step part + hidden state, one multiply as without
+normalization) is normalized over its H units, then scaled by a learned gain and shifted by
+the cell's bias; the LSTM also normalizes c_t before its output tanh. The GRU normalizes its
+input side and its hidden side separately, since its reset gate scales the hidden side's
+candidate input alone.
+
+Shapes: B batch, I input size, H hidden size, G gates (4 for the LSTM, 3 for the GRU).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from s2s.config import Cell
@@ -45,20 +54,25 @@ class SplitInputLSTMCell(nn.Module):
     instead of two, and backward one weight gradient instead of two.
     """
 
-    def __init__(self, ahead_size: int, step_size: int, hidden_size: int):
+    def __init__(self, ahead_size: int, step_size: int, hidden_size: int, layer_norm: bool = False):
         super().__init__()
         self.ahead_size, self.step_size, self.hidden_size = ahead_size, step_size, hidden_size
         # None in upper layers (A = 0): an empty weight would get no gradient, which DDP refuses
         self.weight_ahead = nn.Parameter(torch.empty(4 * hidden_size, ahead_size)) if ahead_size else None  # (4H, A)
         self.weight_step = nn.Parameter(torch.empty(4 * hidden_size, step_size + hidden_size))  # (4H, P+H)
-        self.bias = nn.Parameter(torch.empty(4 * hidden_size))  # (4H,)
+        self.bias = nn.Parameter(torch.empty(4 * hidden_size))  # (4H,) with layer_norm: the gates' shift after normalizing
         bound = hidden_size**-0.5  # nn.LSTMCell's initialisation
         for parameter in self.parameters():
             nn.init.uniform_(parameter, -bound, bound)
+        self.layer_norm = layer_norm
+        if layer_norm:
+            self.gate_gain = nn.Parameter(torch.ones(4 * hidden_size))  # (4H,)
+            self.cell_gain = nn.Parameter(torch.ones(hidden_size))  # (H,) c_t's normalization
+            self.cell_bias = nn.Parameter(torch.zeros(hidden_size))  # (H,)
 
     def ahead_gates(self, ahead: torch.Tensor) -> torch.Tensor:
-        """(..., A) -> (..., 4H) the ahead part's gate inputs, bias included."""
-        return linear(ahead, self.weight_ahead, self.bias)
+        """(..., A) -> (..., 4H) the ahead part's gate inputs, bias included (with layer_norm: added after normalizing)."""
+        return linear(ahead, self.weight_ahead, None if self.layer_norm else self.bias)
 
     def step_collectors(self) -> StepGradients:
         return StepGradients()  # weight_step
@@ -76,9 +90,17 @@ class SplitInputLSTMCell(nn.Module):
         computed once for all steps instead of step by step (see s2s.model.step_weights).
         """
         h, c = state
-        base = ahead_gates if ahead_gates is not None else self.bias  # (B, 4H) or (4H,)
+        base = ahead_gates if ahead_gates is not None else self._no_ahead_base()  # (B, 4H) or (4H,)
         gates = step_addmm(base, torch.cat([step, h], dim=-1), self.weight_step, step_gradients)  # (B, P+H) -> (B, 4H)
-        return lstm_pointwise(gates, c)
+        if not self.layer_norm:
+            return lstm_pointwise(gates, c)
+        output_gate, c_next = lstm_pointwise(normalize_gates(gates, 4, self.gate_gain, self.bias), c, output_tanh=False)
+        return output_gate * torch.tanh(F.layer_norm(c_next, (self.hidden_size,), self.cell_gain, self.cell_bias)), c_next
+
+    def _no_ahead_base(self) -> torch.Tensor:
+        """What the step multiply adds to when there are no ahead gates (upper layers): the bias, or
+        with layer_norm zeros (the bias comes after normalizing)."""
+        return torch.zeros_like(self.bias) if self.layer_norm else self.bias  # (4H,)
 
     def from_torch_cell(self, weight_ih: torch.Tensor, weight_hh: torch.Tensor, bias_ih: torch.Tensor, bias_hh: torch.Tensor,
                         is_step: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -95,7 +117,7 @@ class SplitInputGRUCell(nn.Module):
     contribution, so the step input and h keep separate multiplies (and biases).
     """
 
-    def __init__(self, ahead_size: int, step_size: int, hidden_size: int):
+    def __init__(self, ahead_size: int, step_size: int, hidden_size: int, layer_norm: bool = False):
         super().__init__()
         self.ahead_size, self.step_size, self.hidden_size = ahead_size, step_size, hidden_size
         self.weight_ahead = nn.Parameter(torch.empty(3 * hidden_size, ahead_size)) if ahead_size else None  # (3H, A)
@@ -106,10 +128,14 @@ class SplitInputGRUCell(nn.Module):
         bound = hidden_size**-0.5  # nn.GRUCell's initialisation
         for parameter in self.parameters():
             nn.init.uniform_(parameter, -bound, bound)
+        self.layer_norm = layer_norm
+        if layer_norm:  # the biases become the shifts after normalizing
+            self.input_gain = nn.Parameter(torch.ones(3 * hidden_size))  # (3H,)
+            self.hidden_gain = nn.Parameter(torch.ones(3 * hidden_size))  # (3H,)
 
     def ahead_gates(self, ahead: torch.Tensor) -> torch.Tensor:
-        """(..., A) -> (..., 3H) the ahead part's gate inputs, input bias included."""
-        return linear(ahead, self.weight_ahead, self.bias)
+        """(..., A) -> (..., 3H) the ahead part's gate inputs, input bias included (with layer_norm: added after normalizing)."""
+        return linear(ahead, self.weight_ahead, None if self.layer_norm else self.bias)
 
     def step_collectors(self) -> tuple[StepGradients, StepGradients]:
         return StepGradients(), StepGradients()  # weight_step, weight_hidden
@@ -126,10 +152,15 @@ class SplitInputGRUCell(nn.Module):
         With `step_gradients` (training over a whole sequence), the per-step weights'
         gradients are computed once for all steps (see s2s.model.step_weights).
         """
-        base = ahead_gates if ahead_gates is not None else self.bias  # (B, 3H) or (3H,)
+        no_ahead = torch.zeros_like(self.bias) if self.layer_norm else self.bias  # (3H,) the bias comes after normalizing
+        base = ahead_gates if ahead_gates is not None else no_ahead  # (B, 3H) or (3H,)
         step_collector, hidden_collector = step_gradients if step_gradients is not None else (None, None)
         input_gates = step_addmm(base, step, self.weight_step, step_collector) if self.step_size else base  # (B, 3H)
-        hidden_gates = step_addmm(self.bias_hidden, h, self.weight_hidden, hidden_collector)  # (B, 3H)
+        hidden_base = torch.zeros_like(self.bias_hidden) if self.layer_norm else self.bias_hidden  # (3H,)
+        hidden_gates = step_addmm(hidden_base, h, self.weight_hidden, hidden_collector)  # (B, 3H)
+        if self.layer_norm:
+            input_gates = normalize_gates(input_gates, 3, self.input_gain, self.bias)
+            hidden_gates = normalize_gates(hidden_gates, 3, self.hidden_gain, self.bias_hidden)
         return gru_pointwise(input_gates, hidden_gates, h)
 
     def from_torch_cell(self, weight_ih: torch.Tensor, weight_hh: torch.Tensor, bias_ih: torch.Tensor, bias_hh: torch.Tensor,
@@ -151,14 +182,22 @@ def gru_pointwise(input_gates: torch.Tensor, hidden_gates: torch.Tensor, h: torc
     return candidate + update * (h - candidate)  # (1 - z) n + z h
 
 
-def lstm_pointwise(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def lstm_pointwise(gates: torch.Tensor, c: torch.Tensor, output_tanh: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """The LSTM's elementwise part: gate inputs (B, 4H) in nn.LSTMCell's order, c (B, H) -> h, c (B, H).
+    With output_tanh=False the first result is the output gate sigmoid(o) alone (layer_norm applies its own).
 
     A module-level function so that scripts/compile_ab.py can swap in a compiled version.
     """
     i, f, g, o = gates.chunk(4, dim=-1)  # each (B, H)
     c_next = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    return torch.sigmoid(o) * torch.tanh(c_next), c_next
+    output_gate = torch.sigmoid(o)
+    return (output_gate * torch.tanh(c_next) if output_tanh else output_gate), c_next
+
+
+def normalize_gates(gates: torch.Tensor, num_gates: int, gain: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Layer normalization of each gate's summed input over its H units: gates (B, G*H), gain and shift (G*H,) -> (B, G*H)."""
+    normalized = F.layer_norm(gates.unflatten(-1, (num_gates, -1)), (gates.size(-1) // num_gates,))  # (B, G, H)
+    return torch.addcmul(shift, normalized.flatten(-2), gain)
 
 
 def make_cell(cell: Cell, input_size: int, hidden_size: int) -> nn.Module:

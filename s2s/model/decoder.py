@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from s2s.config import Attention, Cell, DecoderConfig
+from s2s.errors import S2SError
 from s2s.model.attention import attend, make_attention
 from s2s.model.cells import SplitInputGRUCell, SplitInputLSTMCell, has_memory_cell, make_cell
 from s2s.model.dropout import Dropout
@@ -96,11 +97,13 @@ class Decoder(nn.Module):
         self.ahead_size = embedding_size + (encoder_size if self.attention is None else 0)
         self.split_cells = cfg.cell in (Cell.lstm, Cell.gru)
         self.defer_step_gradients = True  # teacher forcing: one gradient multiply per sequence for per-step weights
+        if cfg.layer_norm and not self.split_cells:
+            raise S2SError(f"model.decoder.layer_norm=true needs model.decoder.cell=lstm or gru, not {cfg.cell.value}")
         if self.split_cells:
             split_cell = SplitInputLSTMCell if cfg.cell == Cell.lstm else SplitInputGRUCell
             self.cells = nn.ModuleList(
-                split_cell(self.ahead_size, input_size - self.ahead_size, cfg.hidden_size) if layer == 0
-                else split_cell(0, cfg.hidden_size, cfg.hidden_size)
+                split_cell(self.ahead_size, input_size - self.ahead_size, cfg.hidden_size, cfg.layer_norm) if layer == 0
+                else split_cell(0, cfg.hidden_size, cfg.hidden_size, cfg.layer_norm)
                 for layer in range(cfg.num_layers)
             )
             self._register_load_state_dict_pre_hook(self._from_torch_cells)

@@ -40,12 +40,12 @@ def step_addmm(base: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, collec
     return _StepAddmm.apply(base, x, weight, collector)
 
 
-def linear(x: torch.Tensor, weight, bias: torch.Tensor) -> torch.Tensor:
-    """x (..., K) @ weight (N, K)^T + bias (N,) or (B, N) -> (..., N), one addmm for 2-D x; weight a
-    tensor, or an int8 weight (s2s.model.int8) in a model converted for decoding."""
+def linear(x: torch.Tensor, weight, bias: torch.Tensor | None) -> torch.Tensor:
+    """x (..., K) @ weight (N, K)^T + bias (N,) or (B, N) (None: no bias) -> (..., N), one addmm for 2-D x;
+    weight a tensor, or an int8 weight (s2s.model.int8) in a model converted for decoding."""
     if isinstance(weight, torch.Tensor):
         return torch.nn.functional.linear(x, weight, bias)
-    return weight(x) + bias
+    return weight(x) if bias is None else weight(x) + bias
 
 
 def step_linear(layer: torch.nn.Linear, x: torch.Tensor, collector: StepGradients | None) -> torch.Tensor:
