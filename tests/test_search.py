@@ -12,7 +12,7 @@ from helpers import half_trained_model, random_batch, random_ids, sequence_log_p
 from s2s.batching import make_batch
 from s2s.config import Attention, Cell, SearchConfig
 from s2s.errors import S2SError
-from s2s.search import beam_search, decode, greedy, max_output_lengths, sample
+from s2s.search import _block_size, beam_search, decode, greedy, max_output_lengths, sample, top_k
 from s2s.subwords import BOS, EOS, PAD
 
 
@@ -37,6 +37,31 @@ def _sources(seed: int, count: int) -> list[list[int]]:
 
 
 # ---------------------------------------------------------------- limits
+
+
+@pytest.mark.parametrize("rows,n,k", [(64, 40000, 10), (7, 8000, 1), (5, 60, 6), (3, 20, 1), (4, 96, 12), (2, 101, 3)])
+def test_top_k_by_blocks_equals_topk(rows, n, k):
+    """The block-maxima selection returns torch.topk's values and indices, -inf entries and whole -inf blocks included."""
+    torch.manual_seed(n + k)
+    scores = torch.randn(rows, n)
+    scores[scores < -1.0] = float("-inf")  # about a sixth, as forbidden tokens and dead beams give
+    scores[0, : n // 2] = float("-inf")  # a row with whole blocks of -inf
+    values, indices = top_k(scores, k)
+    expected_values, expected_indices = scores.topk(k, dim=1)
+    assert torch.equal(values, expected_values)
+    finite = expected_values.isfinite()  # the order among tied -inf entries is not defined
+    assert torch.equal(indices[finite], expected_indices[finite])
+    assert torch.equal(scores.gather(1, indices), values)
+    assert (_block_size(n, k) is None) == (n == 101)  # a prime n cannot be split: plain topk
+
+
+def test_top_k_when_fewer_than_k_scores_are_finite():
+    scores = torch.full((2, 40), float("-inf"))
+    scores[0, 7], scores[0, 33], scores[1, 12] = 1.0, 2.0, 0.5
+    values, indices = top_k(scores, 4)
+    assert values[0, :2].tolist() == [2.0, 1.0] and indices[0, :2].tolist() == [33, 7]
+    assert values[1, 0].item() == 0.5 and indices[1, 0].item() == 12
+    assert values[:, 2:].isneginf().all() and values[1, 1:].isneginf().all()
 
 
 def test_max_output_lengths():
