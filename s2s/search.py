@@ -179,7 +179,7 @@ def beam_search(model: Seq2Seq, batch: Batch, cfg: SearchConfig) -> list[list[Hy
     total = batch.src.size(0)
     memory, state = model.encode(batch.src, batch.src_lengths)
     expand = torch.arange(total, device=device).repeat_interleave(k)  # (B*K,)
-    memory, state = memory.select(expand), state.select(expand)
+    memory, state = memory.repeat_rows(k), state.select(expand)  # keys and values stay once per sentence
     limits = max_output_lengths(batch.src_lengths, cfg).to(device)  # (B,)
     width = int(limits.max()) + 1
 
@@ -231,7 +231,7 @@ def beam_search(model: Seq2Seq, batch: Batch, cfg: SearchConfig) -> list[list[Hy
                 break
             keep_rows = (keep.unsqueeze(1) * k + torch.arange(k, device=device)).view(-1)  # (B'*K,)
             active, alive_scores, alive_seqs = active[keep], alive_scores[keep], alive_seqs[keep]
-            tokens, state, memory = tokens[keep_rows], state.select(keep_rows), memory.select(keep_rows)
+            tokens, state, memory = tokens[keep_rows], state.select(keep_rows), memory.select(keep, keep_rows)
 
     return [_n_best(finished_seqs[i], finished_scores[i], cfg.n_best) for i in range(total)]
 

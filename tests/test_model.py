@@ -164,6 +164,25 @@ def test_attend_masks_padding_and_normalizes(kind):
 
 
 @pytest.mark.parametrize("kind", [Attention.bahdanau, Attention.luong_general, Attention.luong_dot])
+def test_attend_with_several_queries_per_sentence_equals_copied_keys(kind):
+    """Beam search's G queries per sentence share that sentence's keys, values and mask: the same as
+    copying them to every query row, one query per row."""
+    torch.manual_seed(2)
+    module = make_attention(kind, 8, 8)
+    values = torch.randn(3, 5, 8)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 1, 1, 1, 0]], dtype=torch.bool)
+    keys, query = module.prepare_keys(values), torch.randn(3 * 4, 8)  # 4 queries per sentence, in consecutive rows
+    context, weights = attend(module, query, keys, values, mask)
+    rows = torch.arange(3).repeat_interleave(4)
+    copied_context, copied_weights = attend(module, query, keys[rows], values[rows], mask[rows])
+    assert context.shape == (12, 8) and weights.shape == (12, 5)
+    torch.testing.assert_close(weights, copied_weights)
+    torch.testing.assert_close(context, copied_context)
+    with pytest.raises(ValueError, match="do not split into groups"):
+        attend(module, query[:11], keys, values, mask)
+
+
+@pytest.mark.parametrize("kind", [Attention.bahdanau, Attention.luong_general, Attention.luong_dot])
 def test_attend_ignores_garbage_at_padding(kind):
     # what sits at a padded position (keys and values) must not change the result
     torch.manual_seed(1)

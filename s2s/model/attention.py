@@ -1,8 +1,11 @@
 """Attention over encoder states: additive (Bahdanau) and multiplicative (Luong dot / general).
 
 Shapes: B batch, S source length, C encoder state size, H decoder hidden size,
-A attention key size. Keys are projected once per sentence (`prepare_keys`);
-each decoder step only projects its query.
+A attention key size, G queries per sentence (beam search: one per hypothesis, 1 otherwise).
+Keys are projected once per sentence (`prepare_keys`); each decoder step only projects its
+query. Keys, values and mask are kept once per sentence and shared by its G queries (rows
+b*G .. b*G+G-1 of the query belong to sentence b), so beam search neither copies them per
+hypothesis nor multiplies one query row at a time.
 """
 
 from __future__ import annotations
@@ -28,17 +31,19 @@ class AdditiveAttention(nn.Module):
         return self.key_map(values)  # (B, S, C) -> (B, S, A=H)
 
     def scores(self, query: torch.Tensor, keys: torch.Tensor, query_gradients: StepGradients | None = None) -> torch.Tensor:
-        """query (B, H), keys (B, S, A) -> (B, S); `query_gradients` defers query_map's weight gradient."""
+        """query (B*G, H), keys (B, S, A) -> (B, G, S); `query_gradients` defers query_map's weight gradient."""
         return additive_scores(keys, step_linear(self.query_map, query, query_gradients), self.energy)
 
 
 def additive_scores(keys: torch.Tensor, projected_query: torch.Tensor, energy: nn.Linear) -> torch.Tensor:
-    """keys (B, S, A), projected query (B, A) -> v^T tanh(keys + query): (B, S).
+    """keys (B, S, A), projected query (B*G, A) -> v^T tanh(keys + query): (B, G, S).
 
     A module-level function so that scripts/compile_ab.py can swap in a compiled version.
     """
-    hidden = (keys + projected_query.unsqueeze(1)).tanh_()  # (B, S, A), in place: one buffer
-    return energy(hidden).squeeze(-1)  # (B, S)
+    batch, _, size = keys.shape
+    query = projected_query.view(batch, -1, 1, size)  # (B, G, 1, A)
+    hidden = (keys.unsqueeze(1) + query).tanh_()  # (B, G, S, A), in place: one buffer
+    return energy(hidden).squeeze(-1)  # (B, G, S)
 
 
 class MultiplicativeAttention(nn.Module):
@@ -60,8 +65,9 @@ class MultiplicativeAttention(nn.Module):
         return self.key_map(values)  # (B, S, C) -> (B, S, H)
 
     def scores(self, query: torch.Tensor, keys: torch.Tensor, query_gradients: StepGradients | None = None) -> torch.Tensor:
-        """query (B, H), keys (B, S, H) -> (B, S); the query is not projected, so query_gradients is unused."""
-        return torch.bmm(keys, query.unsqueeze(2)).squeeze(2)  # (B, S, H) x (B, H, 1) -> (B, S)
+        """query (B*G, H), keys (B, S, H) -> (B, G, S); the query is not projected, so query_gradients is unused."""
+        grouped = query.view(keys.size(0), -1, query.size(-1))  # (B, G, H)
+        return torch.bmm(grouped, keys.transpose(1, 2))  # (B, G, H) x (B, H, S) -> (B, G, S)
 
 
 def attend(
@@ -72,14 +78,16 @@ def attend(
     mask: torch.Tensor,
     query_gradients: StepGradients | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """query (B, H), keys (B, S, A), values (B, S, C), mask (B, S) -> context (B, C), weights (B, S).
+    """query (B*G, H), keys (B, S, A), values (B, S, C), mask (B, S) -> context (B*G, C), weights (B*G, S).
 
     Padding gets exactly zero weight. `query_gradients`: see s2s.model.step_weights.
     """
-    scores = module.scores(query, keys, query_gradients).masked_fill(~mask, float("-inf"))  # (B, S)
-    weights = torch.softmax(scores, dim=-1)  # (B, S)
-    context = torch.bmm(weights.unsqueeze(1), values).squeeze(1)  # (B, C)
-    return context, weights
+    if query.size(0) % keys.size(0):
+        raise ValueError(f"{query.size(0)} queries do not split into groups for {keys.size(0)} sentences")
+    scores = module.scores(query, keys, query_gradients).masked_fill(~mask.unsqueeze(1), float("-inf"))  # (B, G, S)
+    weights = torch.softmax(scores, dim=-1)  # (B, G, S)
+    context = torch.bmm(weights, values)  # (B, G, C)
+    return context.flatten(0, 1), weights.flatten(0, 1)  # (B*G, C), (B*G, S)
 
 
 def make_attention(kind: Attention, query_size: int, value_size: int) -> nn.Module | None:

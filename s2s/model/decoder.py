@@ -36,17 +36,27 @@ from s2s.subwords import PAD
 
 @dataclass
 class Memory:
-    """What the decoder reads from the encoder, fixed for the whole decoding."""
+    """What the decoder reads from the encoder, fixed for the whole decoding.
+
+    Values, keys and mask are per sentence; summary is per decoder row, of which beam search
+    has G per sentence (its hypotheses, in consecutive rows), other decoding and training one.
+    """
 
     values: torch.Tensor  # (B, S, C) encoder states
     keys: torch.Tensor | None  # (B, S, A) attention keys, projected once; None without attention
     mask: torch.Tensor  # (B, S) True at real tokens
-    summary: torch.Tensor  # (B, C) top-layer h_T of both directions
+    summary: torch.Tensor  # (B*G, C) top-layer h_T of both directions, one row per decoder row
 
-    def select(self, index: torch.Tensor) -> "Memory":
-        """Rows `index` (beam expansion, reordering, dropping finished sentences)."""
-        keys = self.keys.index_select(0, index) if self.keys is not None else None
-        return Memory(self.values.index_select(0, index), keys, self.mask.index_select(0, index), self.summary.index_select(0, index))
+    def select(self, sentences: torch.Tensor, rows: torch.Tensor | None = None) -> "Memory":
+        """Sentences `sentences` and decoder rows `rows` (default: the same, for one row per
+        sentence): dropping finished sentences."""
+        keys = self.keys.index_select(0, sentences) if self.keys is not None else None
+        summary = self.summary.index_select(0, rows if rows is not None else sentences)
+        return Memory(self.values.index_select(0, sentences), keys, self.mask.index_select(0, sentences), summary)
+
+    def repeat_rows(self, group: int) -> "Memory":
+        """`group` decoder rows per sentence (beam search's hypotheses); the per-sentence tensors are shared, not copied."""
+        return Memory(self.values, self.keys, self.mask, self.summary.repeat_interleave(group, dim=0))
 
 
 @dataclass
@@ -173,7 +183,7 @@ class Decoder(nn.Module):
             x = h
         query_gradients, combine_gradients = (step_gradients.query, step_gradients.combine) if step_gradients is not None else (None, None)
         if self.attention is not None:
-            context, weights = attend(self.attention, x, memory.keys, memory.values, memory.mask, query_gradients)  # (B, C), (B, S)
+            context, weights = attend(self.attention, x, memory.keys, memory.values, memory.mask, query_gradients)  # (B*G, C), (B*G, S)
         else:
             context, weights = memory.summary, None
         attentional = torch.tanh(step_linear(self.combine, torch.cat([x, context], dim=-1), combine_gradients))  # (B, F)
