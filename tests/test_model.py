@@ -367,8 +367,10 @@ def test_decoder_loads_torch_cell_weights_and_computes_the_same(decoder_cell, at
 @pytest.mark.parametrize("attention", [Attention.none, Attention.bahdanau])
 def test_teacher_forced_logits_equal_step_by_step_logits(decoder_cell, attention):
     """Teacher forcing precomputes the embeddings' gate inputs for all steps; stepping computes them one by one."""
-    model = tiny_model(decoder_cell=decoder_cell, attention=attention, layers=2)
-    batch = random_batch(5, 6)
+    _assert_teacher_forcing_equals_stepping(tiny_model(decoder_cell=decoder_cell, attention=attention, layers=2), random_batch(5, 6))
+
+
+def _assert_teacher_forcing_equals_stepping(model, batch) -> None:
     with torch.no_grad():
         forced = torch.log_softmax(model(batch.src, batch.src_lengths, batch.tgt_in), dim=-1)  # (B, T, V)
         memory, state = model.encode(batch.src, batch.src_lengths)
@@ -537,14 +539,8 @@ def test_layer_normalized_decoder_steps_gradients_and_padding(decoder_cell, atte
     for name in plain:
         torch.testing.assert_close(deferred[name], plain[name], rtol=1e-4, atol=1e-6, msg=name)
     model.eval()
+    _assert_teacher_forcing_equals_stepping(model, batch)
     with torch.no_grad():
-        forced = torch.log_softmax(model(batch.src, batch.src_lengths, batch.tgt_in), dim=-1)  # (B, T, V)
-        memory, state = model.encode(batch.src, batch.src_lengths)
-        stepped = []
-        for t in range(batch.tgt_in.size(1)):
-            log_probs, state, _ = model.step(batch.tgt_in[:, t], state, memory)
-            stepped.append(log_probs)
-        torch.testing.assert_close(torch.stack(stepped, dim=1), forced, rtol=1e-5, atol=1e-5)
         alone = make_batch([batch_src := [5, 9, 6]], [[7, 8]], [0])
         padded = make_batch([batch_src, [4, 5, 6, 7, 8, 9, 10]], [[7, 8], [9, 10, 11, 12, 13]], [0, 1])
         torch.testing.assert_close(model(padded.src, padded.src_lengths, padded.tgt_in)[0, :3],
