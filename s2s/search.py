@@ -80,7 +80,7 @@ def _block_size(n: int, k: int) -> int | None:
     least 8 scores a block and k blocks; None when n has none (a plain top-k is then used)."""
     target = (n / k) ** 0.5
     divisors = [d for d in range(8, n // k + 1) if n % d == 0] if n // k >= 8 else []
-    return min(divisors, key=lambda d: abs(d / target - 1) if d >= target else abs(target / d - 1), default=None)
+    return min(divisors, key=lambda d: max(d / target, target / d), default=None)
 
 
 @torch.inference_mode()

@@ -428,9 +428,10 @@ def test_deferred_recurrent_weight_gradients_equal_autograds(decoder_cell, atten
         torch.testing.assert_close(deferred[name], plain[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
+@pytest.mark.parametrize("layer_norm", [False, True])
 @pytest.mark.parametrize("decoder_cell", [Cell.lstm, Cell.gru])
-def test_deferred_recurrent_weight_gradients_under_bf16_autocast(decoder_cell):
-    model = tiny_model(decoder_cell=decoder_cell, attention=Attention.bahdanau, layers=2, eval_mode=False)
+def test_deferred_recurrent_weight_gradients_under_bf16_autocast(decoder_cell, layer_norm):
+    model = tiny_model(decoder_cell=decoder_cell, attention=Attention.bahdanau, layers=2, layer_norm=layer_norm, eval_mode=False)
     model.decoder.dropout.p = model.decoder.embedding_dropout.p = model.encoder.embedding_dropout.p = 0.0
     batch = random_batch(8, 5)
     plain, deferred = _gradients(model, batch, defer=False, autocast=True), _gradients(model, batch, defer=True, autocast=True)

@@ -90,17 +90,13 @@ class SplitInputLSTMCell(nn.Module):
         computed once for all steps instead of step by step (see s2s.model.step_weights).
         """
         h, c = state
-        base = ahead_gates if ahead_gates is not None else self._no_ahead_base()  # (B, 4H) or (4H,)
+        bias = None if self.layer_norm else self.bias  # with layer_norm the bias comes after normalizing
+        base = ahead_gates if ahead_gates is not None else bias  # (B, 4H), (4H,) or None
         gates = step_addmm(base, torch.cat([step, h], dim=-1), self.weight_step, step_gradients)  # (B, P+H) -> (B, 4H)
         if not self.layer_norm:
             return lstm_pointwise(gates, c)
-        output_gate, c_next = lstm_pointwise(normalize_gates(gates, 4, self.gate_gain, self.bias), c, output_tanh=False)
+        output_gate, c_next = lstm_gates(normalize_gates(gates, 4, self.gate_gain, self.bias), c)
         return output_gate * torch.tanh(F.layer_norm(c_next, (self.hidden_size,), self.cell_gain, self.cell_bias)), c_next
-
-    def _no_ahead_base(self) -> torch.Tensor:
-        """What the step multiply adds to when there are no ahead gates (upper layers): the bias, or
-        with layer_norm zeros (the bias comes after normalizing)."""
-        return torch.zeros_like(self.bias) if self.layer_norm else self.bias  # (4H,)
 
     def from_torch_cell(self, weight_ih: torch.Tensor, weight_hh: torch.Tensor, bias_ih: torch.Tensor, bias_hh: torch.Tensor,
                         is_step: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -152,12 +148,11 @@ class SplitInputGRUCell(nn.Module):
         With `step_gradients` (training over a whole sequence), the per-step weights'
         gradients are computed once for all steps (see s2s.model.step_weights).
         """
-        no_ahead = torch.zeros_like(self.bias) if self.layer_norm else self.bias  # (3H,) the bias comes after normalizing
-        base = ahead_gates if ahead_gates is not None else no_ahead  # (B, 3H) or (3H,)
+        bias, bias_hidden = (None, None) if self.layer_norm else (self.bias, self.bias_hidden)  # with layer_norm: after normalizing
+        base = ahead_gates if ahead_gates is not None else bias  # (B, 3H), (3H,) or None
         step_collector, hidden_collector = step_gradients if step_gradients is not None else (None, None)
         input_gates = step_addmm(base, step, self.weight_step, step_collector) if self.step_size else base  # (B, 3H)
-        hidden_base = torch.zeros_like(self.bias_hidden) if self.layer_norm else self.bias_hidden  # (3H,)
-        hidden_gates = step_addmm(hidden_base, h, self.weight_hidden, hidden_collector)  # (B, 3H)
+        hidden_gates = step_addmm(bias_hidden, h, self.weight_hidden, hidden_collector)  # (B, 3H)
         if self.layer_norm:
             input_gates = normalize_gates(input_gates, 3, self.input_gain, self.bias)
             hidden_gates = normalize_gates(hidden_gates, 3, self.hidden_gain, self.bias_hidden)
@@ -182,16 +177,19 @@ def gru_pointwise(input_gates: torch.Tensor, hidden_gates: torch.Tensor, h: torc
     return candidate + update * (h - candidate)  # (1 - z) n + z h
 
 
-def lstm_pointwise(gates: torch.Tensor, c: torch.Tensor, output_tanh: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def lstm_pointwise(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The LSTM's elementwise part: gate inputs (B, 4H) in nn.LSTMCell's order, c (B, H) -> h, c (B, H).
-    With output_tanh=False the first result is the output gate sigmoid(o) alone (layer_norm applies its own).
 
     A module-level function so that scripts/compile_ab.py can swap in a compiled version.
     """
+    output_gate, c_next = lstm_gates(gates, c)
+    return output_gate * torch.tanh(c_next), c_next
+
+
+def lstm_gates(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gate inputs (B, 4H) in nn.LSTMCell's order, c (B, H) -> the output gate sigmoid(o) and c_t (B, H)."""
     i, f, g, o = gates.chunk(4, dim=-1)  # each (B, H)
-    c_next = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    output_gate = torch.sigmoid(o)
-    return (output_gate * torch.tanh(c_next) if output_tanh else output_gate), c_next
+    return torch.sigmoid(o), torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
 
 
 def normalize_gates(gates: torch.Tensor, num_gates: int, gain: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:

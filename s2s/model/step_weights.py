@@ -28,8 +28,9 @@ class StepGradients:
         self.cast_weight: torch.Tensor | None = None  # under autocast: the weight cast once for the whole pass
 
 
-def step_addmm(base: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, collector: StepGradients | None) -> torch.Tensor:
-    """base (B, N) or (N,) + x (B, K) @ weight (N, K)^T -> (B, N); with a collector, weight's gradient is deferred to it.
+def step_addmm(base: torch.Tensor | None, x: torch.Tensor, weight: torch.Tensor, collector: StepGradients | None) -> torch.Tensor:
+    """base (B, N) or (N,) (None: nothing) + x (B, K) @ weight (N, K)^T -> (B, N); with a collector, weight's
+    gradient is deferred to it.
 
     Every call's output must reach the loss (true of a teacher-forced decoder, whose
     every step feeds the logits), since the weight gradient is made by the last of them.
@@ -60,17 +61,17 @@ def step_linear(layer: torch.nn.Linear, x: torch.Tensor, collector: StepGradient
 
 class _StepAddmm(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, base: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, collector: StepGradients) -> torch.Tensor:
+    def forward(ctx, base: torch.Tensor | None, x: torch.Tensor, weight: torch.Tensor, collector: StepGradients) -> torch.Tensor:
         device = x.device.type
-        ctx.dtypes = (base.dtype, x.dtype, weight.dtype)
-        ctx.base_shape = base.shape
+        ctx.dtypes = (base.dtype if base is not None else None, x.dtype, weight.dtype)
+        ctx.base_shape = base.shape if base is not None else None
         if torch.is_autocast_enabled(device):  # autocast does not reach inside: cast as it would for addmm
             dtype = torch.get_autocast_dtype(device)
             if collector.cast_weight is None:  # a collector lives for one pass, in which the weight does not change
                 collector.cast_weight = weight.to(dtype)  # once per pass, not once per step
-            base, x, weight = base.to(dtype), x.to(dtype), collector.cast_weight
+            base, x, weight = base.to(dtype) if base is not None else None, x.to(dtype), collector.cast_weight
         with torch.autocast(device, enabled=False):
-            out = torch.addmm(base, x, weight.t())  # (B, N)
+            out = torch.addmm(base, x, weight.t()) if base is not None else x @ weight.t()  # (B, N)
         ctx.save_for_backward(x, weight)
         ctx.collector = collector
         return out
@@ -89,5 +90,7 @@ class _StepAddmm(torch.autograd.Function):
             grad_weight = (torch.cat(collector.grads).t() @ torch.cat(collector.inputs)).to(weight_dtype)  # (N, K)
             collector.inputs.clear()
             collector.grads.clear()
+        if ctx.base_shape is None:
+            return None, grad_x, grad_weight, None
         grad_base = grad if len(ctx.base_shape) == 2 else grad.sum(dim=0)
         return grad_base.to(base_dtype), grad_x, grad_weight, None
