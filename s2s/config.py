@@ -111,6 +111,7 @@ class DecoderConfig:
     attention: Attention = Attention.bahdanau  # how the decoder reads the source
     input_feeding: bool = True  # feed the previous attentional vector with the next input
     layer_norm: bool = False  # layer-normalized cells (Ba et al., 2016): lstm and gru only
+    feed_dropout: bool = False  # input feeding: the fed-back attentional vector gets the output layer's dropout mask
 
 
 @dataclass
@@ -119,6 +120,7 @@ class ModelConfig:
     embedding_dropout: float = 0.3  # dropout on embeddings
     word_dropout: float = 0.0  # training: drop whole source and target input tokens (embedding zeroed)
     tie_target_embeddings: bool = False  # share target embedding and output projection
+    share_embeddings: bool = False  # one embedding matrix for source and target (needs a joint vocabulary)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
 

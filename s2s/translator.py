@@ -180,6 +180,8 @@ def config_from_dict(values: dict) -> Config:
 
 
 def build_model(cfg: Config, tokenizers: Tokenizers) -> Seq2Seq:
+    if cfg.model.share_embeddings and tokenizers.src is not tokenizers.tgt:  # equal sizes would hide mismatched pieces
+        raise S2SError("model.share_embeddings=true needs one joint vocabulary (data.subword.joint=true)")
     return Seq2Seq(cfg.model, tokenizers.src.get_piece_size(), tokenizers.tgt.get_piece_size())
 
 

@@ -27,6 +27,7 @@ def tiny_config(
     tie: bool = False,
     input_feeding: bool = True,
     layer_norm: bool = False,
+    feed_dropout: bool = False,
 ) -> ModelConfig:
     return ModelConfig(
         embedding_size=embedding,
@@ -41,6 +42,7 @@ def tiny_config(
             attention=attention,
             input_feeding=input_feeding,
             layer_norm=layer_norm,
+            feed_dropout=feed_dropout,
         ),
     )
 

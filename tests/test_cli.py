@@ -87,6 +87,11 @@ def test_layer_norm_with_an_elman_decoder_is_one_line(tmp_path):
     assert "layer_norm=true needs model.decoder.cell=lstm or gru, not rnn" in line
 
 
+def test_shared_embeddings_with_separate_vocabularies_is_one_line(tmp_path):
+    line = _one_line_error(run_cli("s2s.train", [*TINY, "data.subword.joint=false", "model.share_embeddings=true"], cwd=str(tmp_path)))
+    assert "model.share_embeddings=true needs one joint vocabulary (data.subword.joint=true)" in line
+
+
 def test_wrong_type_fails_at_start_up(tmp_path):
     line = _one_line_error(run_cli("s2s.train", ["optim.lr=fast"], cwd=str(tmp_path)))
     assert "optim.lr" in line

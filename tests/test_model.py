@@ -9,11 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import VOCAB, random_batch, random_ids, tiny_model
+from helpers import VOCAB, random_batch, random_ids, tiny_config, tiny_model
 from s2s.batching import make_batch
 from s2s.config import Attention, Cell, ModelConfig, SearchConfig
 from s2s.errors import S2SError
-from s2s.model.seq2seq import Seq2Seq
+from s2s.model.int8 import int8_copy
+from s2s.model.seq2seq import Seq2Seq, count_parameters
 from s2s.model.attention import attend, make_attention
 from s2s.model.cells import PeepholeLSTMCell, SplitInputGRUCell, SplitInputLSTMCell
 from s2s.search import greedy
@@ -546,6 +547,88 @@ def test_layer_normalized_decoder_steps_gradients_and_padding(decoder_cell, atte
         padded = make_batch([batch_src, [4, 5, 6, 7, 8, 9, 10]], [[7, 8], [9, 10, 11, 12, 13]], [0, 1])
         torch.testing.assert_close(model(padded.src, padded.src_lengths, padded.tgt_in)[0, :3],
                                    model(alone.src, alone.src_lengths, alone.tgt_in)[0], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("decoder_cell", [Cell.lstm, Cell.gru])
+def test_feed_dropout_feeds_back_the_vector_the_output_layer_sees(decoder_cell):
+    """Training: the fed-back f_t is the dropped vector that the step returns for the output layer (so
+    logits do not drop it again); without the option the fed-back f_t is whole. Decoding: no change."""
+    batch = random_batch(3, 6)
+    dropped, whole = (tiny_model(decoder_cell=decoder_cell, dropout=0.5, feed_dropout=on, eval_mode=False) for on in (True, False))
+    for model, expect_zeros in ((dropped, True), (whole, False)):
+        memory, state = model.encode(batch.src, batch.src_lengths)
+        attentional, new_state, _ = model.decoder.step(model.decoder.embed(batch.tgt_in[:, 0]), state, memory)
+        assert new_state.feed is attentional
+        assert bool(attentional.eq(0).any()) == expect_zeros  # tanh outputs are never exactly 0; dropped entries are
+        model.decoder.dropout.p = 0.0  # the output layer adds no second mask with the option (and does without it)
+        torch.testing.assert_close(model.decoder.logits(attentional), model.decoder.output(attentional))
+        model.decoder.dropout.p = 0.5
+    dropped.eval(), whole.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(dropped(batch.src, batch.src_lengths, batch.tgt_in), whole(batch.src, batch.src_lengths, batch.tgt_in))
+
+
+def test_feed_dropout_deferred_gradients_equal_autograds():
+    """Under the same dropout masks (same seed), deferred per-step weight gradients equal autograd's."""
+    model = tiny_model(dropout=0.3, layers=2, feed_dropout=True, eval_mode=False)
+    batch = random_batch(7, 5)
+    torch.manual_seed(11)
+    plain = _gradients(model, batch, defer=False)
+    torch.manual_seed(11)
+    deferred = _gradients(model, batch, defer=True)
+    assert plain.keys() == deferred.keys()
+    for name in plain:
+        torch.testing.assert_close(deferred[name], plain[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_feed_dropout_without_input_feeding_is_an_error():
+    with pytest.raises(S2SError, match="feed_dropout=true needs input feeding"):
+        tiny_model(input_feeding=False, feed_dropout=True)
+
+
+def _shared(seed: int = 0, **kwargs) -> Seq2Seq:
+    torch.manual_seed(seed)
+    cfg = tiny_config(**kwargs)
+    cfg.share_embeddings = True
+    return Seq2Seq(cfg, VOCAB, VOCAB)
+
+
+def test_shared_embeddings_are_one_matrix_whose_gradient_sums_both_sides():
+    shared, separate = _shared(dropout=0.0).train(), tiny_model(eval_mode=False)
+    assert shared.decoder.embedding.weight is shared.encoder.embedding.weight
+    assert count_parameters(separate) - count_parameters(shared) == VOCAB * shared.encoder.embedding.embedding_dim
+    separate.load_state_dict(shared.state_dict())  # the same weights, the two sides' copies now free to differ
+    batch = random_batch(4, 5)
+    for model in (shared, separate):
+        logits = model(batch.src, batch.src_lengths, batch.tgt_in)
+        torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch.tgt_out.flatten(), ignore_index=PAD).backward()
+    both_sides = separate.encoder.embedding.weight.grad + separate.decoder.embedding.weight.grad
+    torch.testing.assert_close(shared.encoder.embedding.weight.grad, both_sides)
+    assert separate.encoder.embedding.weight.grad.abs().sum() > 0 and separate.decoder.embedding.weight.grad.abs().sum() > 0
+
+
+def test_shared_embeddings_stay_shared_through_a_state_dict_and_int8():
+    trained, fresh = _shared(seed=0), _shared(seed=1)
+    fresh.load_state_dict(trained.state_dict())
+    assert fresh.decoder.embedding.weight is fresh.encoder.embedding.weight
+    batch = random_batch(6, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(batch.src, batch.src_lengths, batch.tgt_in), trained(batch.src, batch.src_lengths, batch.tgt_in))
+    copy = int8_copy(trained)
+    assert copy.decoder.embedding.weight is copy.encoder.embedding.weight
+
+
+def test_shared_and_tied_embeddings_are_one_matrix_three_ways():
+    model = _shared(tie=True)
+    assert model.decoder.output.weight is model.decoder.embedding.weight is model.encoder.embedding.weight
+    assert count_parameters(tiny_model(tie=True)) - count_parameters(model) == VOCAB * model.encoder.embedding.embedding_dim
+
+
+def test_shared_embeddings_need_equal_vocabularies():
+    cfg = tiny_config()
+    cfg.share_embeddings = True
+    with pytest.raises(S2SError, match="needs one vocabulary for both sides, got 40 and 30 pieces"):
+        Seq2Seq(cfg, 40, 30)
 
 
 def test_layer_normalized_decoder_overfits_reverse_task():

@@ -14,7 +14,12 @@ One step (Luong-style, with input feeding):
     s_t  = RNN(x_t, s_{t-1})
     c_t  = attention(s_t, encoder states)     (attention)   or h_T                 (none)
     f_t  = tanh(W_c [s_t; c_t])               the attentional vector
-    p(y_t) = softmax(W_o f_t)
+    p(y_t) = softmax(W_o dropout(f_t))
+
+With `feed_dropout`, f_t is dropped once and that same vector is both the output layer's
+input and the next step's fed-back input (as OpenNMT-py's input-feeding decoder does), so
+the recurrent path through input feeding is regularized too; otherwise only the output
+layer sees the dropped f_t and the next step gets it whole.
 """
 
 from __future__ import annotations
@@ -96,6 +101,7 @@ class Decoder(nn.Module):
         self.uses_memory_cell = has_memory_cell(cfg.cell)
         self.attention = make_attention(cfg.attention, cfg.hidden_size, encoder_size)
         self.feeds_attention = cfg.input_feeding and cfg.attention != Attention.none
+        self.feed_dropout = cfg.feed_dropout
         self.output_size = embedding_size if tie_embeddings else cfg.hidden_size  # F
         input_size = embedding_size
         input_size += self.output_size if self.feeds_attention else 0
@@ -107,6 +113,8 @@ class Decoder(nn.Module):
         self.ahead_size = embedding_size + (encoder_size if self.attention is None else 0)
         self.split_cells = cfg.cell in (Cell.lstm, Cell.gru)
         self.defer_step_gradients = True  # teacher forcing: one gradient multiply per sequence for per-step weights
+        if cfg.feed_dropout and not self.feeds_attention:
+            raise S2SError("model.decoder.feed_dropout=true needs input feeding (model.decoder.input_feeding=true and an attention)")
         if cfg.layer_norm and not self.split_cells:
             raise S2SError(f"model.decoder.layer_norm=true needs model.decoder.cell=lstm or gru, not {cfg.cell.value}")
         if self.split_cells:
@@ -187,6 +195,8 @@ class Decoder(nn.Module):
         else:
             context, weights = memory.summary, None
         attentional = torch.tanh(step_linear(self.combine, torch.cat([x, context], dim=-1), combine_gradients))  # (B, F)
+        if self.feed_dropout:
+            attentional = self.dropout(attentional)  # the same dropped vector is fed back and projected (see `logits`)
         new_state = DecoderState(torch.stack(hiddens), torch.stack(cells) if cells else None, attentional)
         return attentional, new_state, weights
 
@@ -218,8 +228,8 @@ class Decoder(nn.Module):
                 state_dict[name + key] = value
 
     def logits(self, attentional: torch.Tensor) -> torch.Tensor:
-        """(..., F) -> (..., V)"""
-        return self.output(self.dropout(attentional))
+        """(..., F) -> (..., V); with `feed_dropout` the decoder step has already dropped f_t."""
+        return self.output(attentional if self.feed_dropout else self.dropout(attentional))
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.embedding_dropout(self.word_dropout(self.embedding(tokens)))  # (...,) -> (..., E)

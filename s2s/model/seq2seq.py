@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from s2s.config import ModelConfig
+from s2s.errors import S2SError
 from s2s.model.decoder import Decoder, DecoderState, Memory
 from s2s.model.encoder import Encoder
 
@@ -26,6 +27,12 @@ class Seq2Seq(nn.Module):
             encoder_size=self.encoder.output_size,
             tie_embeddings=cfg.tie_target_embeddings,
         )
+        if cfg.share_embeddings:  # one matrix: a joint vocabulary's piece has one vector on both sides
+            if src_vocab_size != tgt_vocab_size:
+                raise S2SError(f"model.share_embeddings=true needs one vocabulary for both sides, got {src_vocab_size} and {tgt_vocab_size} pieces")
+            self.decoder.embedding.weight = self.encoder.embedding.weight
+            if cfg.tie_target_embeddings:  # three-way: the output projection follows the target embedding
+                self.decoder.output.weight = self.encoder.embedding.weight
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> tuple[Memory, DecoderState]:
         """src (B, S), src_lengths (B,) -> what the decoder reads, and its initial state."""
