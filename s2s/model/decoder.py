@@ -95,7 +95,9 @@ class Decoder(nn.Module):
         word_dropout: float,
         encoder_size: int,
         tie_embeddings: bool,
+        embedding: nn.Embedding | None = None,
     ):
+        """`embedding`: an existing target embedding to use (the encoder's, for shared embeddings)."""
         super().__init__()
         self.hidden_size, self.num_layers = cfg.hidden_size, cfg.num_layers
         self.uses_memory_cell = has_memory_cell(cfg.cell)
@@ -106,7 +108,7 @@ class Decoder(nn.Module):
         input_size = embedding_size
         input_size += self.output_size if self.feeds_attention else 0
         input_size += encoder_size if self.attention is None else 0
-        self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD)
+        self.embedding = embedding if embedding is not None else nn.Embedding(vocab_size, embedding_size, padding_idx=PAD)
         self.embedding_dropout = Dropout(embedding_dropout)
         self.word_dropout = Dropout(word_dropout, whole_vectors=True)
         # layer 0's input: [emb(y_{t-1}); h_T (no attention)] is known ahead, f_{t-1} (input feeding) only per step

@@ -18,6 +18,8 @@ class Seq2Seq(nn.Module):
     def __init__(self, cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int):
         super().__init__()
         self.encoder = Encoder(cfg.encoder, src_vocab_size, cfg.embedding_size, cfg.embedding_dropout, cfg.word_dropout)
+        if cfg.share_embeddings and src_vocab_size != tgt_vocab_size:
+            raise S2SError(f"model.share_embeddings=true needs one vocabulary for both sides, got {src_vocab_size} and {tgt_vocab_size} pieces")
         self.decoder = Decoder(
             cfg.decoder,
             tgt_vocab_size,
@@ -26,13 +28,8 @@ class Seq2Seq(nn.Module):
             cfg.word_dropout,
             encoder_size=self.encoder.output_size,
             tie_embeddings=cfg.tie_target_embeddings,
+            embedding=self.encoder.embedding if cfg.share_embeddings else None,  # one matrix: a piece has one vector on both sides
         )
-        if cfg.share_embeddings:  # one matrix: a joint vocabulary's piece has one vector on both sides
-            if src_vocab_size != tgt_vocab_size:
-                raise S2SError(f"model.share_embeddings=true needs one vocabulary for both sides, got {src_vocab_size} and {tgt_vocab_size} pieces")
-            self.decoder.embedding.weight = self.encoder.embedding.weight
-            if cfg.tie_target_embeddings:  # three-way: the output projection follows the target embedding
-                self.decoder.output.weight = self.encoder.embedding.weight
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> tuple[Memory, DecoderState]:
         """src (B, S), src_lengths (B,) -> what the decoder reads, and its initial state."""
