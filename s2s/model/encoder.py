@@ -1,4 +1,5 @@
-"""Bidirectional multi-layer RNN encoder over packed (padding-free) sequences.
+"""Bidirectional multi-layer RNN encoder over packed (padding-free) sequences, or on a CPU over
+right-aligned padded ones in oneDNN's fused kernels, with the same results (s2s.model.aligned_rnn).
 
 Shapes: B batch, S source length, E embedding size, H hidden size per direction,
 L layers. Outputs concatenate the two directions, so their width is C = 2H.
@@ -13,6 +14,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from s2s.config import Cell, EncoderConfig
+from s2s.model.aligned_rnn import aligned_bidirectional, fused_on_padding
 from s2s.model.cells import PeepholeLSTMCell, has_memory_cell
 from s2s.model.dropout import Dropout
 from s2s.subwords import PAD
@@ -38,6 +40,7 @@ class Encoder(nn.Module):
         self.word_dropout = Dropout(word_dropout, whole_vectors=True)
         self.output_dropout = Dropout(cfg.dropout)
         between = cfg.dropout if cfg.num_layers > 1 else 0.0
+        self.between_layers = Dropout(between)  # between layers on the fused path (nn.LSTM drops them itself when packed)
         match cfg.cell:
             case Cell.lstm:
                 self.rnn = nn.LSTM(embedding_size, cfg.hidden_size, cfg.num_layers, batch_first=True, bidirectional=True, dropout=between)
@@ -55,6 +58,8 @@ class Encoder(nn.Module):
         mask = src.ne(PAD)  # (B, S)
         if isinstance(self.rnn, BiPeepholeLSTM):
             states, (h_n, c_n) = self.rnn(embedded, mask)  # (B, S, C), (L*2, B, H) x2
+        elif fused_on_padding(self.rnn, src.device):  # CPU: oneDNN's fused kernels, which packing would turn off
+            states, h_n, c_n = aligned_bidirectional(self.rnn, embedded, lengths, self.between_layers)  # (B, S, C), (L*2, B, H) x2
         else:
             packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
             packed_states, final = self.rnn(packed)
