@@ -142,6 +142,7 @@ class OptimConfig:
     min_lr: float = 1e-5  # plateau: lower bound on the learning rate; linear: the rate at the end of the budget
     decay_start: float = 0.5  # linear: fraction of the budget (max_steps, max_epochs or max_minutes) before the decay begins
     ema_decay: float = 0.0  # validate, translate with an exponential moving average of the weights (e.g. 0.999; 0 = off)
+    rdrop_alpha: float = 0.0  # R-Drop: each batch twice through dropout, + alpha/2 x (KL(p||q) + KL(q||p)) per pair (0 = off)
 
 
 @dataclass

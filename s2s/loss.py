@@ -73,3 +73,17 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
             chunk.scatter_add_(1, gold[rows].unsqueeze(1), gold_term[rows])
             grad_logits[rows] = chunk
         return grad_logits, None, None, None
+
+
+def symmetric_kl(first: torch.Tensor, second: torch.Tensor, gold: torch.Tensor, ignore_index: int) -> torch.Tensor:
+    """KL(p || q) + KL(q || p) between the softmaxes of two logits (N, V) of the same tokens, summed
+    over rows with gold != ignore_index (fp32 scalar): sum over V of (p - q)(log p - log q).
+
+    R-Drop's consistency term (Liang et al., 2021): the same batch twice through dropout should give
+    the same predictions. Autograd differentiates it; it is small beside the model's own cost.
+    """
+    keep = (gold != ignore_index).unsqueeze(1)  # (N, 1)
+    log_p = torch.log_softmax(first.float(), dim=-1)  # (N, V)
+    log_q = torch.log_softmax(second.float(), dim=-1)
+    row = ((log_p.exp() - log_q.exp()) * (log_p - log_q)).masked_fill(~keep, 0.0)  # (N, V)
+    return row.sum()

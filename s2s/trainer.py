@@ -38,7 +38,7 @@ from s2s.config import Config, Optimizer, Precision, Scheduler
 from s2s.data import TrainingData, prepare_training_data
 from s2s.errors import S2SError
 from s2s.interrupts import StopRequest, stop_on_signals
-from s2s.loss import smoothed_cross_entropy
+from s2s.loss import smoothed_cross_entropy, symmetric_kl
 from s2s.metrics import HIGHER_IS_BETTER, perplexity, score
 from s2s.model.seq2seq import Seq2Seq, count_parameters
 from s2s.precision import resolve_precision
@@ -87,6 +87,23 @@ def token_loss(logits: torch.Tensor, gold: torch.Tensor, label_smoothing: float)
     return smoothed_cross_entropy(logits.flatten(0, 1), gold.flatten(), label_smoothing, PAD)
 
 
+def twice(batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """R-Drop's input: src, src_lengths and tgt_in with every sentence twice, (2B, ...), first copies first."""
+    return tuple(torch.cat([t, t]) for t in (batch.src, batch.src_lengths, batch.tgt_in))  # type: ignore[return-value]
+
+
+def rdrop_loss(logits: torch.Tensor, gold: torch.Tensor, label_smoothing: float, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """logits (2B, T, V) of a batch run twice (`twice`), gold (B, T) -> (loss, cross-entropy), fp32 sums over tokens.
+
+    R-Drop's per-pair loss (Liang et al., 2021), CE_1 + CE_2 + alpha/2 (KL(p||q) + KL(q||p)), halved so that
+    it is on one copy's scale (the learning rate and the logged loss mean what they mean without it).
+    """
+    first, second = logits.chunk(2)  # (B, T, V) each
+    cross_entropy = (token_loss(first, gold, label_smoothing) + token_loss(second, gold, label_smoothing)) / 2
+    consistency = symmetric_kl(first.flatten(0, 1), second.flatten(0, 1), gold.flatten(), PAD)
+    return cross_entropy + alpha / 4 * consistency, cross_entropy
+
+
 def warmed_up_ema(decay: float):
     """The moving-average update for `AveragedModel`: avg <- d * avg + (1 - d) * weights with
     d = min(decay, (1 + n) / (10 + n)) after n updates, so that early averages are not dominated
@@ -120,6 +137,8 @@ class Trainer:
         resolve_precision(cfg.search.precision, self.device, "search.precision", decoding=True)  # validation's: fail now, not at the first validation
         if cfg.optim.accumulate < 1:
             raise S2SError(f"optim.accumulate must be at least 1, got {cfg.optim.accumulate}")
+        if cfg.optim.rdrop_alpha < 0:
+            raise S2SError(f"optim.rdrop_alpha must be >= 0 (0 = off), got {cfg.optim.rdrop_alpha}")
         if not 0.0 <= cfg.optim.label_smoothing < 1.0:
             raise S2SError(f"optim.label_smoothing must be in [0, 1), got {cfg.optim.label_smoothing}")
         if cfg.optim.scheduler == Scheduler.linear:
@@ -363,17 +382,22 @@ class Trainer:
         all_tokens = float(distributed.sum_over_ranks(torch.tensor([float(local_tokens)]))[0])
         self.optimizer.zero_grad(set_to_none=True)
         loss_sum = torch.zeros((), device=self.device)
+        rdrop = self.cfg.optim.rdrop_alpha > 0
         for i, batch in enumerate(batches):
             batch = batch.to(self.device)
             last = i == len(batches) - 1
             no_sync = self.train_model.no_sync() if self.world.distributed and not last else contextlib.nullcontext()
             with no_sync:
+                inputs = twice(batch) if rdrop else (batch.src, batch.src_lengths, batch.tgt_in)
                 with self._autocast():
-                    logits = self.train_model(batch.src, batch.src_lengths, batch.tgt_in, self.cfg.optim.teacher_forcing)  # (B, T, V)
-                loss = token_loss(logits, batch.tgt_out, self.cfg.optim.label_smoothing)
+                    logits = self.train_model(*inputs, self.cfg.optim.teacher_forcing)  # (B, T, V); R-Drop: (2B, T, V)
+                if rdrop:
+                    loss, cross_entropy = rdrop_loss(logits, batch.tgt_out, self.cfg.optim.label_smoothing, self.cfg.optim.rdrop_alpha)
+                else:
+                    loss = cross_entropy = token_loss(logits, batch.tgt_out, self.cfg.optim.label_smoothing)
                 # DDP averages gradients over ranks; scaling by W makes the result sum / all_tokens
                 (loss * (self.world.size / all_tokens)).backward()
-            loss_sum += loss.detach()
+            loss_sum += cross_entropy.detach()  # the log's loss and perplexity: cross-entropy only
         clip = self.cfg.optim.clip_norm if self.cfg.optim.clip_norm > 0 else float("inf")
         total_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)  # before clipping
         grad_norm, loss_total = torch.stack([total_norm.float(), loss_sum.float()]).tolist()  # the one sync of the update

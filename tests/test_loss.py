@@ -89,3 +89,16 @@ def test_rejects_smoothing_outside_0_1(smoothing):
     logits, gold = _logits_and_gold(rows=3)
     with pytest.raises(ValueError, match="label smoothing"):
         smoothed_cross_entropy(logits, gold, smoothing, PAD)
+
+
+def test_symmetric_kl_is_both_kl_divergences_over_kept_rows():
+    first, gold = _logits_and_gold()
+    second, _ = _logits_and_gold(rows=37)
+    second = second.flip(0)  # other logits for the same rows
+    log_p, log_q = F.log_softmax(first, dim=-1), F.log_softmax(second, dim=-1)
+    per_row = F.kl_div(log_q, log_p, log_target=True, reduction="none").sum(-1) + F.kl_div(log_p, log_q, log_target=True, reduction="none").sum(-1)
+    expected = per_row[gold != PAD].sum()  # KL(p||q) + KL(q||p), padding rows left out
+    torch.testing.assert_close(loss_module.symmetric_kl(first, second, gold, PAD), expected)
+    assert loss_module.symmetric_kl(first, first.clone(), gold, PAD).abs() < 1e-5
+    grad = torch.autograd.grad(loss_module.symmetric_kl(first.requires_grad_(), second, gold, PAD), first)[0]
+    assert grad[gold == PAD].abs().max() == 0 and grad[gold != PAD].abs().max() > 0

@@ -222,3 +222,53 @@ def test_log_reports_gradient_norm_before_clipping(tmp_path, caplog, clip_norm):
         assert record["clipped_percent"] == (100.0 if clip_norm > 0 else 0.0)
     step_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
     assert len(step_lines) == 2 and all("gnorm" in line and "clipped" in line for line in step_lines)
+
+
+def test_rdrop_loss_is_the_mean_cross_entropy_plus_the_weighted_symmetric_kl():
+    from s2s.loss import symmetric_kl
+    from s2s.trainer import rdrop_loss, token_loss
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 5, 11, generator=generator)  # a batch of 3 sentences, run twice
+    gold = torch.randint(4, 11, (3, 5), generator=generator)
+    gold[0, 3:] = 0  # padding
+    loss, cross_entropy = rdrop_loss(logits, gold, 0.1, alpha=5.0)
+    first, second = logits[:3], logits[3:]
+    expected_ce = (token_loss(first, gold, 0.1) + token_loss(second, gold, 0.1)) / 2
+    torch.testing.assert_close(cross_entropy, expected_ce)
+    torch.testing.assert_close(loss, expected_ce + 5.0 / 4 * symmetric_kl(first.flatten(0, 1), second.flatten(0, 1), gold.flatten(), 0))
+    assert loss > cross_entropy + 0.1  # different predictions cost something
+
+
+def test_rdrop_without_dropout_trains_like_plain_training(tmp_path):
+    torch.set_num_threads(1)
+    no_dropout = [*TINY, "model.embedding_dropout=0", "model.encoder.dropout=0", "model.decoder.dropout=0", "trainer.max_steps=4"]
+    run(make_config(*no_dropout), str(tmp_path / "plain"))
+    run(make_config(*no_dropout, "optim.rdrop_alpha=5"), str(tmp_path / "rdrop"))  # both copies see the same model: KL 0
+    plain, rdrop = _final_parameters(str(tmp_path / "plain")), _final_parameters(str(tmp_path / "rdrop"))
+    for name in plain:
+        torch.testing.assert_close(rdrop[name], plain[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_rdrop_with_dropout_changes_training_and_logs_cross_entropy(tmp_path):
+    import json
+
+    torch.set_num_threads(1)
+    dropout = [*TINY, "model.embedding_dropout=0.3", "model.decoder.dropout=0.3", "trainer.max_steps=6", "trainer.log_every=3"]
+    run(make_config(*dropout), str(tmp_path / "plain"))
+    run(make_config(*dropout, "optim.rdrop_alpha=5"), str(tmp_path / "rdrop"))
+    plain, rdrop = _final_parameters(str(tmp_path / "plain")), _final_parameters(str(tmp_path / "rdrop"))
+    assert any(not torch.allclose(plain[name], rdrop[name], atol=1e-4) for name in plain)
+    logged = {}
+    for name in ("plain", "rdrop"):
+        with open(tmp_path / name / "history.jsonl") as lines:
+            logged[name] = [r["loss"] for r in map(json.loads, lines) if r["kind"] == "train"]
+    # the logged loss is the cross-entropy, on the scale of a plain run's, not cross-entropy + KL
+    assert all(abs(a - b) < 0.5 for a, b in zip(logged["plain"], logged["rdrop"]))
+
+
+def test_negative_rdrop_alpha_is_rejected_before_training(tmp_path):
+    from s2s.errors import S2SError
+
+    with pytest.raises(S2SError, match="optim.rdrop_alpha must be >= 0"):
+        run(make_config(*TINY, "optim.rdrop_alpha=-1"), str(tmp_path / "run"))
