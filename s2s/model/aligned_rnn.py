@@ -57,10 +57,7 @@ def aligned_bidirectional(
     positions = torch.arange(length, device=x.device)  # (S,)
     to_right = (positions.unsqueeze(0) - shift.unsqueeze(1)) % length  # (B, S) right-aligned position p reads left position to_right[p]
     to_left = (positions.unsqueeze(0) + shift.unsqueeze(1)) % length  # (B, S) the inverse
-    padding = positions.unsqueeze(0) < shift.unsqueeze(1)  # (B, S) right-aligned padding
-    flag = padding.unsqueeze(-1)  # (B, S, 1)
-    last = torch.full((batch,), length - 1, device=x.device)  # forward direction's last real position (right-aligned)
-    first = shift  # backward direction's last read real position (right-aligned)
+    flag = (positions.unsqueeze(0) < shift.unsqueeze(1)).unsqueeze(-1)  # (B, S, 1) right-aligned padding
     rows = torch.arange(batch, device=x.device)
     layer_input = _gather_time(x, to_right)  # (B, S, I)
     finals_h, finals_c = [], []
@@ -76,7 +73,8 @@ def aligned_bidirectional(
         else:
             out, _ = torch.gru(augmented, zeros, [w for pair in weights for w in pair], True, 1, 0.0, rnn.training, True, True)
         out = out.masked_fill(flag, 0.0)  # (B, S, 2H) the backward direction's padding outputs are not zero
-        finals_h += [out[rows, last, : rnn.hidden_size], out[rows, first, rnn.hidden_size :]]  # (B, H) each
+        # forward: after the last position; backward: after reading back to each sentence's first token, at `shift`
+        finals_h += [out[:, -1, : rnn.hidden_size], out[rows, shift, rnn.hidden_size :]]  # (B, H) each
         layer_input = out
     outputs = _gather_time(layer_input, to_left)  # (B, S, 2H) left-aligned again, zero at padding
     return outputs, torch.stack(finals_h), torch.stack(finals_c) if lstm else None
