@@ -89,6 +89,7 @@ class DataConfig:
     max_len: int = 100  # drop training pairs whose either side has more subwords
     lowercase: bool = False  # lowercase text before tokenization
     max_tokens: int = 2000  # token budget per batch (padded source or target, whichever is larger)
+    both_directions: bool = False  # also train tgt->src on the swapped pairs: one model, sources tagged <2lang> (joint vocabulary)
     generated_train_size: int = 20000  # format=dates: training examples
     generated_valid_size: int = 500  # format=dates: validation examples
     generated_test_size: int = 1000  # format=dates: test examples

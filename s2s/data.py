@@ -30,7 +30,7 @@ from s2s.config import DataConfig
 from s2s.corpus import load_split
 from s2s.errors import S2SError
 from s2s.subword_sampling import SubwordSampler, check_alpha
-from s2s.subwords import Tokenizers, load_tokenizers, tokenizer_files, train_tokenizers
+from s2s.subwords import Tokenizers, direction_tag, load_tokenizers, tokenizer_files, train_tokenizers
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,8 @@ def prepare_tokenizers(cfg: DataConfig, train: datasets.Dataset, run_dir: str, r
     # the sampling pass reads the whole training split: show it; sentencepiece itself has no progress hook
     sources = tqdm(iter_texts(train, "src"), total=len(train), desc="sampling for sentencepiece", unit="pair", disable=None, leave=False)
     started = time.perf_counter()
-    tokenizers = train_tokenizers(sources, iter_texts(train, "tgt"), cfg.subword, run_dir, seed)
+    tags = [direction_tag(cfg.src_lang), direction_tag(cfg.tgt_lang)] if cfg.both_directions else []
+    tokenizers = train_tokenizers(sources, iter_texts(train, "tgt"), cfg.subword, run_dir, seed, symbols=tags)
     log.info("sentencepiece ready in %.1f s (%d pieces)", time.perf_counter() - started, tokenizers.tgt.get_piece_size())
     return tokenizers
 
@@ -141,13 +142,43 @@ def encode_dataset(
     return kept.with_format(None), counts
 
 
+def check_both_directions(cfg: DataConfig) -> None:
+    """One-line errors for settings a both-directions model cannot have."""
+    if not cfg.both_directions:
+        return
+    if not cfg.subword.joint:
+        raise S2SError("data.both_directions=true needs one joint vocabulary (data.subword.joint=true): the decoder writes both languages")
+    if cfg.src_lang == cfg.tgt_lang:
+        raise S2SError(f"data.both_directions=true needs two languages, but data.src_lang and data.tgt_lang are both {cfg.src_lang!r}")
+    if cfg.subword.sampling_alpha > 0:
+        raise S2SError("data.both_directions=true does not support subword sampling (data.subword.sampling_alpha) yet")
+
+
+def encode_both_directions(
+    cfg: DataConfig, tokenizers: Tokenizers, train: datasets.Dataset, workdir: str | None
+) -> tuple[datasets.Dataset, dict[str, int]]:
+    """The training pairs tagged toward the target language, then the swapped pairs tagged toward the source's."""
+    forward, counts = encode_dataset(tokenizers.toward(cfg.tgt_lang), train, cfg.max_len, workdir)
+    swapped = train.rename_columns({"src": "tgt", "tgt": "src"})
+    reverse_dir = os.path.join(workdir, "reverse") if workdir else None
+    if reverse_dir:
+        os.makedirs(reverse_dir)
+    reverse, reverse_counts = encode_dataset(tokenizers.toward(cfg.src_lang), swapped, cfg.max_len, reverse_dir)
+    log.info("both directions: %d %s->%s pairs and %d %s->%s pairs", counts["kept"], cfg.src_lang, cfg.tgt_lang, reverse_counts["kept"], cfg.tgt_lang, cfg.src_lang)
+    return datasets.concatenate_datasets([forward, reverse]), {key: counts[key] + reverse_counts[key] for key in counts}
+
+
 def prepare_training_batches(cfg: DataConfig, tokenizers: Tokenizers, train: datasets.Dataset, seed: int) -> tuple[TrainBatches, dict[str, int]]:
     """Encode and filter the training split into batches; the Arrow files live as long as the batches."""
     alpha = cfg.subword.sampling_alpha
     check_alpha(alpha, cfg.subword.model_type)
+    check_both_directions(cfg)
     workdir = tempfile.mkdtemp(prefix="s2s-train-data-") if train.cache_files else None  # in-memory corpora stay in memory
     try:
-        pairs, counts = encode_dataset(tokenizers, train, cfg.max_len, workdir, keep_text=alpha > 0)
+        if cfg.both_directions:
+            pairs, counts = encode_both_directions(cfg, tokenizers, train, workdir)
+        else:
+            pairs, counts = encode_dataset(tokenizers, train, cfg.max_len, workdir, keep_text=alpha > 0)
     except BaseException:
         if workdir:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -179,9 +210,16 @@ def prepare_validation(tokenizers: Tokenizers, valid: datasets.Dataset, max_toke
 
 
 def prepare_training_data(cfg: DataConfig, run_dir: str, seed: int, reuse_tokenizers_from: str | None = None) -> TrainingData:
-    """Load train and valid splits, get tokenizers, encode, filter and batch."""
+    """Load train and valid splits, get tokenizers, encode, filter and batch.
+
+    With data.both_directions the returned tokenizers tag sources toward data.tgt_lang, the
+    direction validated and translated.
+    """
+    check_both_directions(cfg)
     train = load_split(cfg, cfg.train_split, seed)
     valid = load_split(cfg, cfg.valid_split, seed)
     tokenizers = prepare_tokenizers(cfg, train, run_dir, reuse_tokenizers_from, seed)
+    if cfg.both_directions:
+        tokenizers = tokenizers.toward(cfg.tgt_lang)
     batches, counts = prepare_training_batches(cfg, tokenizers, train, seed)
     return TrainingData(tokenizers=tokenizers, train=batches, valid=prepare_validation(tokenizers, valid, cfg.max_tokens), counts=counts)

@@ -28,6 +28,7 @@ Options (key=value):
   hyp=FILE ref=FILE  score these files instead of translating (one sentence per line)
   output=FILE        also write the hypotheses here
   device=auto        auto | cpu | cuda | cuda:N
+  reverse=true       translate and score the other direction (a model trained with data.both_directions)
   lang=xx            also BLEU on lowercased, Moses-tokenized text with xx's rules
                      (default: the run's target language; with hyp/ref files: off)
   search.KEY=VALUE   decoding options, as for s2s.translate
@@ -45,6 +46,7 @@ class EvaluateOptions:
     output: str | None = None  # write the hypotheses here
     device: str = "auto"
     lang: str | None = None  # target language for Moses-tokenized BLEU (default: the run's data.tgt_lang; files: none)
+    reverse: bool = False  # the other direction, tgt_lang -> src_lang (a model trained with data.both_directions)
 
 
 def read_lines(path: str) -> list[str]:
@@ -60,7 +62,7 @@ def read_lines(path: str) -> list[str]:
 
 
 def translate_split(options: EvaluateOptions, search: list[str]) -> tuple[list[str], list[str], str, str | None]:
-    translator, cfg, run_dir = load_translator(options.run, options.checkpoint, options.device, search)
+    translator, cfg, run_dir = load_translator(options.run, options.checkpoint, options.device, search, options.reverse)
     if options.data_dir is not None:
         cfg.data.dir = options.data_dir
     split = options.split or cfg.data.test_split

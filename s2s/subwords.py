@@ -2,15 +2,17 @@
 
 Ids are fixed across all models: 0 padding, 1 unknown, 2 begin, 3 end of sentence.
 A joint vocabulary is one file `spm.model` used for both sides; separate
-vocabularies are `spm.src.model` and `spm.tgt.model`.
+vocabularies are `spm.src.model` and `spm.tgt.model`. A model trained in both directions
+(`data.both_directions`) has a tag piece per language, `<2en>`, `<2de>`, ..., and reads the
+wanted output language's tag before each source (Johnson et al., 2017): `Tokenizers.toward`.
 """
 
 from __future__ import annotations
 
 import os
 import random
-from dataclasses import dataclass
-from typing import Iterable, Iterator
+from dataclasses import dataclass, replace
+from typing import Iterable, Iterator, Sequence
 
 import sentencepiece as spm
 
@@ -23,20 +25,38 @@ JOINT_FILE, SRC_FILE, TGT_FILE = "spm.model", "spm.src.model", "spm.tgt.model"
 
 @dataclass
 class Tokenizers:
-    """The source and target sentencepiece processors (the same object when joint)."""
+    """The source and target sentencepiece processors (the same object when joint).
+
+    `src_prefix` is put before every non-empty encoded source: the output language's tag
+    for a model trained in both directions, else nothing.
+    """
 
     src: spm.SentencePieceProcessor
     tgt: spm.SentencePieceProcessor
+    src_prefix: tuple[int, ...] = ()
+
+    def toward(self, lang: str) -> "Tokenizers":
+        """These tokenizers with sources tagged for output in `lang` (a both-directions vocabulary)."""
+        tag = direction_tag(lang)
+        tag_id = self.src.piece_to_id(tag)
+        if tag_id == UNK or self.src.id_to_piece(tag_id) != tag:
+            raise S2SError(f"the vocabulary has no {tag} piece: the model was not trained with data.both_directions=true toward {lang!r}")
+        return replace(self, src_prefix=(tag_id,))
 
     def encode_src(self, texts: list[str]) -> list[list[int]]:
-        return self.src.encode(texts)
+        return self._prefixed(self.src.encode(texts))
+
+    def _prefixed(self, encoded: list[list[int]]) -> list[list[int]]:
+        if not self.src_prefix:
+            return encoded
+        return [[*self.src_prefix, *ids] if ids else ids for ids in encoded]
 
     def encode_tgt(self, texts: list[str]) -> list[list[int]]:
         return self.tgt.encode(texts)
 
     def sample_src(self, texts: list[str], alpha: float) -> list[list[int]]:
         """One random segmentation per text (subword regularization); one thread, so the seed fixes it."""
-        return self.src.encode(texts, enable_sampling=True, alpha=alpha, nbest_size=-1, num_threads=1)
+        return self._prefixed(self.src.encode(texts, enable_sampling=True, alpha=alpha, nbest_size=-1, num_threads=1))
 
     def sample_tgt(self, texts: list[str], alpha: float) -> list[list[int]]:
         return self.tgt.encode(texts, enable_sampling=True, alpha=alpha, nbest_size=-1, num_threads=1)
@@ -49,6 +69,11 @@ class Tokenizers:
 
     def tgt_pieces(self, ids: list[int]) -> list[str]:
         return [self.tgt.id_to_piece(i) for i in ids]
+
+
+def direction_tag(lang: str) -> str:
+    """The source piece that asks a both-directions model for output in `lang`."""
+    return f"<2{lang}>"
 
 
 def _sample(sentences: Iterable[str], limit: int, seed: int) -> list[str]:
@@ -65,7 +90,7 @@ def _sample(sentences: Iterable[str], limit: int, seed: int) -> list[str]:
     return reservoir
 
 
-def _train_one(sentences: list[str], path: str, cfg: SubwordConfig, seed: int) -> spm.SentencePieceProcessor:
+def _train_one(sentences: list[str], path: str, cfg: SubwordConfig, seed: int, symbols: Sequence[str] = ()) -> spm.SentencePieceProcessor:
     if not sentences:
         raise S2SError("cannot train a subword model: the training text is empty")
     prefix = path[: -len(".model")]
@@ -83,15 +108,18 @@ def _train_one(sentences: list[str], path: str, cfg: SubwordConfig, seed: int) -
         eos_id=EOS,
         minloglevel=2,
         num_threads=os.cpu_count() or 1,
+        **({"user_defined_symbols": list(symbols)} if symbols else {}),  # always one piece each
     )
     os.remove(prefix + ".vocab")
     return load_processor(path)
 
 
 def train_tokenizers(
-    src_texts: Iterable[str], tgt_texts: Iterable[str], cfg: SubwordConfig, out_dir: str, seed: int = 0
+    src_texts: Iterable[str], tgt_texts: Iterable[str], cfg: SubwordConfig, out_dir: str, seed: int = 0, symbols: Sequence[str] = ()
 ) -> Tokenizers:
     """Train sentencepiece model(s) on a bounded sample of the training text; save into out_dir.
+
+    `symbols` become pieces of their own in the source vocabulary (the joint one when joint).
 
     The texts may be streams (read from Arrow a batch at a time); each is consumed once and
     only a reservoir sample of `cfg.max_sentences` sentences is kept.
@@ -99,9 +127,9 @@ def train_tokenizers(
     os.makedirs(out_dir, exist_ok=True)
     if cfg.joint:
         both: Iterator[str] = (s for pair in zip(src_texts, tgt_texts) for s in pair)
-        joint = _train_one(_sample(both, cfg.max_sentences, seed), os.path.join(out_dir, JOINT_FILE), cfg, seed)
+        joint = _train_one(_sample(both, cfg.max_sentences, seed), os.path.join(out_dir, JOINT_FILE), cfg, seed, symbols)
         return Tokenizers(src=joint, tgt=joint)
-    src = _train_one(_sample(src_texts, cfg.max_sentences, seed), os.path.join(out_dir, SRC_FILE), cfg, seed)
+    src = _train_one(_sample(src_texts, cfg.max_sentences, seed), os.path.join(out_dir, SRC_FILE), cfg, seed, symbols)
     tgt = _train_one(_sample(tgt_texts, cfg.max_sentences, seed), os.path.join(out_dir, TGT_FILE), cfg, seed)
     return Tokenizers(src=src, tgt=tgt)
 

@@ -41,6 +41,8 @@ Options, as --flag VALUE or key=value (--foo-bar X is foo_bar=X):
   --long-lines split       split | truncate: lines of more than --max-input-tokens subwords are
                            translated in parts joined by a space (split), or cut with a warning
   --max-input-tokens N     source subwords per translation (default: the run's data.max_len)
+  --reverse                translate the other way (target to source language) with a model trained
+                           with data.both_directions=true
   --on-invalid-utf8 error  error | replace: stop at input that is not UTF-8, or read it with U+FFFD
   --attention-plots DIR    write an attention heatmap DIR/line-000001.png per non-empty line
   search.KEY=VALUE         any decoding option (beam_size, length_penalty, n_best, max_len_a,
@@ -71,6 +73,7 @@ class TranslateOptions:
     long_lines: LongLines = LongLines.split  # what to do with lines over max_input_tokens subwords
     max_input_tokens: int | None = None  # source subwords per translation (default: the run's data.max_len)
     seed: int = 0  # seeds sampling (search.sampling=true): the same seed gives the same samples
+    reverse: bool = False  # translate tgt_lang -> src_lang (a model trained with data.both_directions)
 
 
 def read_chunks(stream: BinaryIO, size: int, replace_invalid: bool = False) -> Iterator[list[str]]:
@@ -121,7 +124,7 @@ def translate_stream(
     (default stderr). Returns the number of lines."""
     log = log if log is not None else sys.stderr
     check_options(options)
-    translator, cfg, _ = load_translator(options.run, options.checkpoint, options.device, search_overrides)
+    translator, cfg, _ = load_translator(options.run, options.checkpoint, options.device, search_overrides, options.reverse)
     translator.generator.manual_seed(options.seed)
     max_tokens = options.max_input_tokens if options.max_input_tokens is not None else cfg.data.max_len
     split_long = options.long_lines == LongLines.split

@@ -82,9 +82,10 @@ class Translator:
         if max_tokens is not None and max_tokens < 1:
             raise S2SError(f"max_input_tokens must be at least 1, got {max_tokens}")
         texts = [s.lower() if self.lowercase else s for s in sentences]
-        ids = self.tokenizers.encode_src(texts)
+        ids = self.tokenizers.src.encode(texts)  # untagged: a both-directions model's tag goes before every part
         parts = [self._parts(i, max_tokens, split_long) if text.strip() else [] for i, text in zip(ids, texts)]
-        decoded = iter(self._decode([p for ps in parts for p in ps], return_attention))
+        prefix = list(self.tokenizers.src_prefix)
+        decoded = iter(self._decode([prefix + p for ps in parts for p in ps], return_attention))
         return [self._translation(i, ps, [next(decoded) for _ in ps]) for i, ps in zip(ids, parts)]
 
     def _parts(self, ids: list[int], max_tokens: int | None, split_long: bool) -> list[list[int]]:
@@ -130,10 +131,10 @@ class Translator:
         )
 
     def _alignment(self, parts: list[list[int]], outputs: list[list[int]], weights: list[torch.Tensor]) -> Alignment:
-        src, tgt = self.tokenizers.src, self.tokenizers.tgt
+        src, tgt, prefix = self.tokenizers.src, self.tokenizers.tgt, list(self.tokenizers.src_prefix)
         return Alignment(
             weights=torch.block_diag(*weights),  # (T', S')
-            source=[label for part in parts for label in [src.id_to_piece(i) for i in part] + [EOS_LABEL]],
+            source=[label for part in parts for label in [src.id_to_piece(i) for i in prefix + part] + [EOS_LABEL]],
             target=[label for out in outputs for label in [tgt.id_to_piece(i) for i in out] + [EOS_LABEL]],
         )
 
@@ -195,9 +196,13 @@ def override_search(search: SearchConfig, overrides: list[str]) -> SearchConfig:
 
 
 def load_translator(
-    run: str | None, which: str = "best", device: str = "auto", search_overrides: list[str] | None = None
+    run: str | None, which: str = "best", device: str = "auto", search_overrides: list[str] | None = None, reverse: bool = False
 ) -> tuple[Translator, Config, str]:
-    """A Translator for a training run (directory or checkpoint); also returns its config and run dir."""
+    """A Translator for a training run (directory or checkpoint); also returns its config and run dir.
+
+    `reverse` translates data.tgt_lang -> data.src_lang with a model trained in both directions;
+    the returned config then has the two languages swapped, as a run in that direction would.
+    """
     run_dir, path = resolve_checkpoint(run, which)
     target = pick_device(device)
     state = load(path, target)
@@ -205,6 +210,12 @@ def load_translator(
         raise S2SError(f"{path} is not an s2s checkpoint (no model or config inside)")
     cfg = config_from_dict(state["config"])
     tokenizers = load_tokenizers(run_dir if os.path.isdir(run_dir) else os.path.dirname(path))
+    if reverse:
+        if not cfg.data.both_directions:
+            raise S2SError(f"reverse=true needs a model trained with data.both_directions=true; {path} translates {cfg.data.src_lang}->{cfg.data.tgt_lang} only")
+        cfg.data.src_lang, cfg.data.tgt_lang = cfg.data.tgt_lang, cfg.data.src_lang
+    if cfg.data.both_directions:
+        tokenizers = tokenizers.toward(cfg.data.tgt_lang)
     model = build_model(cfg, tokenizers)
     model.load_state_dict(state["model"])
     search = override_search(cfg.search, search_overrides or [])

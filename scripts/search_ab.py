@@ -71,7 +71,7 @@ def main() -> None:
     if args.precision == "int8":
         model = int8_copy(model)
     sources = list(load_split(cfg.data, cfg.data.test_split)["src"])[: args.sentences]
-    ids = sorted((translator.tokenizers.src.encode(s) + [EOS] for s in sources), key=len)
+    ids = sorted((ids + [EOS] for ids in translator.tokenizers.encode_src(sources)), key=len)
     batches = [make_batch(ids[i : i + 64], None, range(len(ids[i : i + 64]))) for i in range(0, len(ids), 64)]
     with tempfile.TemporaryDirectory() as folder:
         versions = {"old": load_old_search(args.rev, folder), "new": new_search}

@@ -1,0 +1,127 @@
+"""One model trained in both directions (data.both_directions): tagged sources, swapped pairs, translation."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import random
+
+import pytest
+import torch
+
+from s2s.config import CorpusFormat, DataConfig, SubwordConfig
+from s2s.data import prepare_training_data
+from s2s.errors import S2SError
+from s2s.subwords import UNK, direction_tag, train_tokenizers
+from s2s.train import run
+from s2s.translate import TranslateOptions, translate_stream
+from s2s.translator import load_translator
+from tests.conftest import make_config
+from tests.test_data import _write_corpus
+
+# a word-for-word "language pair": every German word has one English word and back
+LEXICON = {"der": "the", "Hund": "dog", "Katze": "cat", "läuft": "runs", "schläft": "sleeps", "rot": "red", "groß": "big", "klein": "small"}
+
+
+def _config(directory, **changes) -> DataConfig:
+    settings = {"src_lang": "de", "tgt_lang": "en", **changes}
+    subword = SubwordConfig(vocab_size=60, **settings.pop("subword", {}))
+    return DataConfig(name="t", format=CorpusFormat.text, dir=str(directory), max_len=30, max_tokens=200, subword=subword,
+                      both_directions=True, **settings)
+
+
+def test_toward_puts_the_language_tag_before_every_non_empty_source(tmp_path):
+    texts = ["der Hund läuft", "die Katze", "rot und blau"] * 20
+    tokenizers = train_tokenizers(texts, texts, SubwordConfig(vocab_size=40), str(tmp_path), symbols=["<2de>", "<2en>"])
+    plain = tokenizers.encode_src(["der Hund", ""])
+    to_en = tokenizers.toward("en")
+    tag = tokenizers.src.piece_to_id("<2en>")
+    assert tag != UNK and to_en.src_prefix == (tag,) and tokenizers.src_prefix == ()  # a copy; the original stays untagged
+    assert to_en.encode_src(["der Hund", ""]) == [[tag, *plain[0]], []]  # blank stays blank (dropped or echoed as before)
+    assert to_en.sample_src(["der Hund"], alpha=0.1)[0][0] == tag
+    assert to_en.toward("de").src_prefix == (tokenizers.src.piece_to_id("<2de>"),)
+    assert tag in tokenizers.encode_src(["<2en> der Hund"])[0]  # one piece, never split
+    with pytest.raises(S2SError, match="no <2fr> piece"):
+        tokenizers.toward("fr")
+
+
+def test_training_data_holds_each_pair_in_both_directions_with_its_tag(tmp_path):
+    corpus, run_dir = tmp_path / "corpus", tmp_path / "run"
+    corpus.mkdir()
+    run_dir.mkdir()
+    _write_corpus(corpus)
+    one_way = prepare_training_data(dataclasses.replace(_config(corpus), both_directions=False), str(tmp_path / "one_way"), seed=3)
+    data = prepare_training_data(_config(corpus), str(run_dir), seed=3)
+
+    sp = data.tokenizers.src
+    to_en, to_de = sp.piece_to_id(direction_tag("en")), sp.piece_to_id(direction_tag("de"))
+    assert data.tokenizers.src_prefix == (to_en,)  # validation and translation go de -> en
+    rows = data.train.pairs[:]
+    pairs = list(zip(rows["src_ids"], rows["tgt_ids"]))
+    forward = [(sp.decode(s[1:]), sp.decode(t)) for s, t in pairs if s[0] == to_en]
+    reverse = [(sp.decode(t), sp.decode(s[1:])) for s, t in pairs if s[0] == to_de]
+    assert len(forward) + len(reverse) == len(pairs) == data.counts["kept"]
+    expected = one_way.train.pairs[:]
+    plain = sorted((one_way.tokenizers.src.decode(s), one_way.tokenizers.tgt.decode(t)) for s, t in zip(expected["src_ids"], expected["tgt_ids"]))
+    assert sorted(forward) == sorted(reverse) == plain  # the same kept pairs, once each way
+    assert data.counts["read"] == 2 * one_way.counts["read"]
+    assert all(batch.src[:, 0].eq(to_en).all() for batch in data.valid.loss_batches)  # validation: de -> en only
+    kept = len(pairs)
+    assert sorted(i for _, batch in data.train.iterate(0) for i in batch.indices.tolist()) == list(range(kept))
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"subword": {"joint": False}}, "needs one joint vocabulary"),
+    ({"src_lang": "en"}, "needs two languages"),
+    ({"subword": {"sampling_alpha": 0.3}}, "does not support subword sampling"),
+])
+def test_settings_a_two_way_model_cannot_have_are_rejected(tmp_path, changes, message):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    _write_corpus(corpus, lines=40)
+    with pytest.raises(S2SError, match=message):
+        prepare_training_data(_config(corpus, **changes), str(tmp_path / "run"), seed=0)
+
+
+def _write_lexicon_corpus(directory, rng: random.Random) -> list[tuple[str, str]]:
+    german = list(LEXICON)
+    pairs = []
+    for _ in range(300):
+        words = [rng.choice(german) for _ in range(rng.randint(2, 4))]
+        pairs.append((" ".join(words), " ".join(LEXICON[w] for w in words)))
+    for split, rows in (("train", pairs), ("valid", pairs[:8]), ("test", pairs[8:16])):
+        (directory / f"{split}.de").write_text("".join(de + "\n" for de, _ in rows), encoding="utf-8")
+        (directory / f"{split}.en").write_text("".join(en + "\n" for _, en in rows), encoding="utf-8")
+    return pairs
+
+
+def test_a_two_way_model_learns_both_directions_and_translates_toward_its_target(tmp_path):
+    torch.set_num_threads(1)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    _write_lexicon_corpus(corpus, random.Random(0))
+    run_dir = str(tmp_path / "run")
+    run(make_config(
+        "data.format=text", f"data.dir={corpus}", "data.src_lang=de", "data.tgt_lang=en", "data.both_directions=true",
+        "data.subword.vocab_size=40", "data.max_tokens=400", "model.embedding_size=24", "model.encoder.hidden_size=24",
+        "model.decoder.hidden_size=48", "model.embedding_dropout=0", "model.encoder.dropout=0", "model.decoder.dropout=0",
+        "optim.lr=0.01", "optim.label_smoothing=0", "trainer.max_steps=400", "trainer.valid_every=200", "threads=1",
+    ), run_dir)
+
+    translator, cfg, _ = load_translator(run_dir, which="last", device="cpu")
+    assert cfg.data.both_directions
+    german, english = ["der Hund läuft", "Katze schläft klein", "rot groß Katze"], ["the dog runs", "cat sleeps small", "red big cat"]
+    assert [t.text for t in translator.translate(german + [""])] == english + [""]  # toward data.tgt_lang
+    assert translator.translate(["der Hund"])[0].src_pieces[0] != direction_tag("en")  # the tag is not shown as source text
+    backward, reversed_cfg, _ = load_translator(run_dir, which="last", device="cpu", reverse=True)
+    assert (reversed_cfg.data.src_lang, reversed_cfg.data.tgt_lang) == ("en", "de")
+    assert [t.text for t in backward.translate(english)] == german
+    sink = io.StringIO()
+    source = io.BytesIO("".join(line + "\n" for line in english).encode())
+    translate_stream(TranslateOptions(run=run_dir, checkpoint="last", device="cpu", reverse=True), [], source, sink, log=io.StringIO())
+    assert sink.getvalue().splitlines() == german
+
+
+def test_reverse_translation_needs_a_two_way_model(trained_run):
+    with pytest.raises(S2SError, match="reverse=true needs a model trained with data.both_directions=true"):
+        load_translator(trained_run, device="cpu", reverse=True)
