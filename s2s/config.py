@@ -158,6 +158,7 @@ class SearchConfig:
     top_k: int = 0  # sampling: keep only the k most likely tokens (0 = all)
     batch_size: int = 64  # sentences per decoding batch
     precision: Precision = Precision.fp32  # fp32, bf16 weights and activations (log-probabilities stay fp32), auto, or int8 (CPU)
+    reverse_weight: float = 0.0  # beam: rerank the beam by + weight * log p(source | candidate) per source subword (data.both_directions models; 0 = off)
 
 
 @dataclass

@@ -7,6 +7,7 @@ Shapes: B batch, S source length (with EOS), T output length (without EOS).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from s2s.errors import S2SError
 from s2s.model.int8 import int8_copy
 from s2s.model.seq2seq import Seq2Seq
 from s2s.precision import resolve_precision
+from s2s.rerank import rerank_hypotheses
 from s2s.search import Hypothesis, decode
 from s2s.subwords import BOS, Tokenizers, load_tokenizers
 from s2s.text import split_spans
@@ -52,14 +54,21 @@ class Translation:
 
 
 class Translator:
-    def __init__(self, model: Seq2Seq, tokenizers: Tokenizers, search: SearchConfig, device: torch.device, lowercase: bool = False):
+    """`reverse_tag` is the tag that makes a both-directions model read a candidate toward the
+    source language, for reranking by `search.reverse_weight` (s2s/rerank.py)."""
+
+    def __init__(
+        self, model: Seq2Seq, tokenizers: Tokenizers, search: SearchConfig, device: torch.device, lowercase: bool = False,
+        reverse_tag: tuple[int, ...] = (),
+    ):
+        check_reverse_weight(search, reverse_tag)
         precision = resolve_precision(search.precision, device, "search.precision", decoding=True)
         if precision == Precision.bf16:  # a bf16 copy: the caller's model (perhaps still training) stays fp32
             model = copy.deepcopy(model).to(torch.bfloat16)
         elif precision == Precision.int8:  # likewise an int8 copy
             model = int8_copy(model)
         self.model = model.to(device).eval()
-        self.tokenizers, self.search, self.device, self.lowercase = tokenizers, search, device, lowercase
+        self.tokenizers, self.search, self.device, self.lowercase, self.reverse_tag = tokenizers, search, device, lowercase, reverse_tag
         self.generator = torch.Generator(device=device)
 
     @property
@@ -81,6 +90,7 @@ class Translator:
         """
         if max_tokens is not None and max_tokens < 1:
             raise S2SError(f"max_input_tokens must be at least 1, got {max_tokens}")
+        check_reverse_weight(self.search, self.reverse_tag)  # the search settings may have changed since __init__
         texts = [s.lower() if self.lowercase else s for s in sentences]
         ids = self.tokenizers.src.encode(texts)  # untagged: a both-directions model's tag goes before every part
         parts = [self._parts(i, max_tokens, split_long) if text.strip() else [] for i, text in zip(ids, texts)]
@@ -105,11 +115,21 @@ class Translator:
         for start in range(0, len(order), self.search.batch_size):
             chunk = order[start : start + self.search.batch_size]
             batch = make_batch([sources[i] for i in chunk], None, chunk).to(self.device)
-            hypotheses = decode(self.model, batch, self.search, self.generator)
+            hypotheses = self._search(batch, [sources[i] for i in chunk])
             weights = forced_attention(self.model, batch, [h[0].tokens for h in hypotheses]) if with_attention else [None] * len(chunk)
             for i, n_best, w in zip(chunk, hypotheses, weights):
                 results[i] = (n_best, w)
         return results
+
+    def _search(self, batch: Batch, sources: list[list[int]]) -> list[list[Hypothesis]]:
+        """n-best per sentence of `batch`; with search.reverse_weight the whole beam, reranked."""
+        weight = self.search.reverse_weight
+        if not weight or self.search.beam_size <= 1:
+            return decode(self.model, batch, self.search, self.generator)
+        whole_beam = dataclasses.replace(self.search, n_best=self.search.beam_size)
+        hypotheses = decode(self.model, batch, whole_beam, self.generator)
+        untagged = [ids[len(self.tokenizers.src_prefix) :] for ids in sources]
+        return rerank_hypotheses(self.model, untagged, hypotheses, self.reverse_tag, weight, self.search.n_best, self.device, self.search.batch_size)
 
     def _translation(self, ids: list[int], parts: list[list[int]], decoded: list[tuple[list[Hypothesis], torch.Tensor | None]]) -> Translation:
         if not parts:
@@ -137,6 +157,15 @@ class Translator:
             source=[label for part in parts for label in [src.id_to_piece(i) for i in prefix + part] + [EOS_LABEL]],
             target=[label for out in outputs for label in [tgt.id_to_piece(i) for i in out] + [EOS_LABEL]],
         )
+
+
+def check_reverse_weight(search: SearchConfig, reverse_tag: tuple[int, ...]) -> None:
+    if search.reverse_weight < 0:
+        raise S2SError(f"search.reverse_weight must be >= 0 (0 = off), got {search.reverse_weight}")
+    if search.reverse_weight and not reverse_tag:
+        raise S2SError("search.reverse_weight needs a model trained with data.both_directions=true (it scores the source back with the same model)")
+    if search.reverse_weight and search.sampling:
+        raise S2SError("search.reverse_weight reranks beam search; it does not apply to sampling (search.sampling=true)")
 
 
 @torch.inference_mode()
@@ -214,9 +243,10 @@ def load_translator(
         if not cfg.data.both_directions:
             raise S2SError(f"reverse=true needs a model trained with data.both_directions=true; {path} translates {cfg.data.src_lang}->{cfg.data.tgt_lang} only")
         cfg.data.src_lang, cfg.data.tgt_lang = cfg.data.tgt_lang, cfg.data.src_lang
+    reverse_tag: tuple[int, ...] = ()
     if cfg.data.both_directions:
-        tokenizers = tokenizers.toward(cfg.data.tgt_lang)
+        tokenizers, reverse_tag = tokenizers.toward(cfg.data.tgt_lang), tokenizers.toward(cfg.data.src_lang).src_prefix
     model = build_model(cfg, tokenizers)
     model.load_state_dict(state["model"])
     search = override_search(cfg.search, search_overrides or [])
-    return Translator(model, tokenizers, search, target, cfg.data.lowercase), cfg, run_dir
+    return Translator(model, tokenizers, search, target, cfg.data.lowercase, reverse_tag), cfg, run_dir

@@ -9,9 +9,12 @@ import random
 import pytest
 import torch
 
+from s2s.batching import make_batch
 from s2s.config import CorpusFormat, DataConfig, SubwordConfig
 from s2s.data import prepare_training_data
 from s2s.errors import S2SError
+from s2s.rerank import rerank, reverse_scores, sequence_log_probs
+from s2s.search import decode
 from s2s.subwords import UNK, direction_tag, train_tokenizers
 from s2s.train import run
 from s2s.translate import TranslateOptions, translate_stream
@@ -95,19 +98,24 @@ def _write_lexicon_corpus(directory, rng: random.Random) -> list[tuple[str, str]
     return pairs
 
 
-def test_a_two_way_model_learns_both_directions_and_translates_toward_its_target(tmp_path):
+@pytest.fixture(scope="module")
+def two_way_run(tmp_path_factory) -> str:
+    """A tiny model trained on the lexicon corpus in both directions, until it translates it exactly."""
     torch.set_num_threads(1)
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
+    corpus = tmp_path_factory.mktemp("lexicon")
     _write_lexicon_corpus(corpus, random.Random(0))
-    run_dir = str(tmp_path / "run")
+    run_dir = str(tmp_path_factory.mktemp("two_way") / "run")
     run(make_config(
         "data.format=text", f"data.dir={corpus}", "data.src_lang=de", "data.tgt_lang=en", "data.both_directions=true",
         "data.subword.vocab_size=40", "data.max_tokens=400", "model.embedding_size=24", "model.encoder.hidden_size=24",
         "model.decoder.hidden_size=48", "model.embedding_dropout=0", "model.encoder.dropout=0", "model.decoder.dropout=0",
         "optim.lr=0.01", "optim.label_smoothing=0", "trainer.max_steps=400", "trainer.valid_every=200", "threads=1",
     ), run_dir)
+    return run_dir
 
+
+def test_a_two_way_model_learns_both_directions_and_translates_toward_its_target(two_way_run):
+    run_dir = two_way_run
     translator, cfg, _ = load_translator(run_dir, which="last", device="cpu")
     assert cfg.data.both_directions
     german, english = ["der Hund läuft", "Katze schläft klein", "rot groß Katze"], ["the dog runs", "cat sleeps small", "red big cat"]
@@ -125,3 +133,61 @@ def test_a_two_way_model_learns_both_directions_and_translates_toward_its_target
 def test_reverse_translation_needs_a_two_way_model(trained_run):
     with pytest.raises(S2SError, match="reverse=true needs a model trained with data.both_directions=true"):
         load_translator(trained_run, device="cpu", reverse=True)
+
+
+def test_teacher_forced_log_probs_equal_the_search_scores(two_way_run):
+    translator, _, _ = load_translator(two_way_run, which="last", device="cpu")
+    sources = ["der Hund läuft", "Katze schläft klein", "rot groß Katze", "Hund"]
+    translator.search.beam_size, translator.search.n_best = 3, 3
+    translator.search.length_penalty = 0.0  # beam scores are then plain log-probabilities
+    cpu = torch.device("cpu")
+    for source, ids in zip(sources, translator.tokenizers.encode_src(sources)):
+        hypotheses = translator._search(make_batch([ids], None, [0]), [ids])[0]
+        forced = sequence_log_probs(translator.model, [ids] * len(hypotheses), [h.tokens for h in hypotheses], cpu)
+        assert forced == pytest.approx([h.score for h in hypotheses], abs=1e-4)
+    assert sequence_log_probs(translator.model, [[5, 6], []], [[], [7]], cpu) == [float("-inf")] * 2
+
+
+def test_reverse_scores_are_the_source_log_prob_given_each_candidate_per_source_subword(two_way_run):
+    translator, _, _ = load_translator(two_way_run, which="last", device="cpu")
+    tokenizers, cpu = translator.tokenizers, torch.device("cpu")
+    source = tokenizers.src.encode("der Hund läuft")
+    faithful, wrong = tokenizers.tgt.encode(["the dog runs", "the cat runs"])
+    back = reverse_scores(translator.model, [source, source], [[faithful, wrong], [[]]], translator.reverse_tag, cpu)
+    to_de = tokenizers.toward("de").src_prefix
+    assert translator.reverse_tag == to_de
+    direct = sequence_log_probs(translator.model, [[*to_de, *faithful], [*to_de, *wrong]], [source, source], cpu)
+    assert back[0] == pytest.approx([d / (len(source) + 1) for d in direct]) and back[1] == [float("-inf")]
+    assert back[0][0] > back[0][1]  # the faithful candidate explains the source better
+
+
+def test_rerank_adds_the_weighted_reverse_score_and_keeps_the_beam_order_on_ties():
+    beam, back = [[-1.0, -1.5, -3.0], [-2.0, -2.0]], [[-2.0, -0.5, -0.1], [float("-inf"), -1.0]]
+    assert rerank(beam, back, 0.0) == [[0, 1, 2], [0, 1]]
+    assert rerank(beam, back, 1.0) == [[1, 0, 2], [1, 0]]  # -3.0, -2.0, -3.1 ; -inf, -3.0
+    assert rerank(beam, back, 100.0) == [[2, 1, 0], [1, 0]]
+
+
+def test_translator_reranks_the_whole_beam_by_the_reverse_score(two_way_run):
+    translator, _, _ = load_translator(two_way_run, which="last", device="cpu", search_overrides=["beam_size=4", "n_best=2"])
+    sources = ["der Hund läuft", "Katze schläft klein", ""]
+    plain = translator.translate(sources)
+    translator.search.reverse_weight = 1.0
+    reranked = translator.translate(sources)
+    assert [len(t.n_best) for t in reranked] == [2, 2, 1] and reranked[2].text == ""
+    assert [t.text for t in reranked[:2]] == [t.text for t in plain[:2]] == ["the dog runs", "cat sleeps small"]
+    ids = translator.tokenizers.encode_src(sources[:1])
+    whole = dataclasses.replace(translator.search, n_best=4, reverse_weight=0.0)
+    beam = decode(translator.model, make_batch(ids, None, [0]), whole, translator.generator)[0]
+    back = reverse_scores(translator.model, [ids[0][1:]], [[h.tokens for h in beam]], translator.reverse_tag, torch.device("cpu"))[0]
+    expected = sorted(b.score + r for b, r in zip(beam, back))[::-1][:2]
+    assert [score for _, score in reranked[0].n_best] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("reverse_weight=-1", "must be >= 0"),
+    ("reverse_weight=1", "needs a model trained with data.both_directions=true"),
+])
+def test_bad_reverse_weights_are_rejected(trained_run, override, message):
+    with pytest.raises(S2SError, match=message):
+        load_translator(trained_run, device="cpu", search_overrides=[override, "beam_size=3"])
