@@ -90,6 +90,7 @@ class DataConfig:
     lowercase: bool = False  # lowercase text before tokenization
     max_tokens: int = 2000  # token budget per batch (padded source or target, whichever is larger)
     both_directions: bool = False  # also train tgt->src on the swapped pairs: one model, sources tagged <2lang> (joint vocabulary)
+    reverse_fraction: float = 1.0  # both_directions: the share of the training pairs also read swapped (a seeded random subset)
     generated_train_size: int = 20000  # format=dates: training examples
     generated_valid_size: int = 500  # format=dates: validation examples
     generated_test_size: int = 1000  # format=dates: test examples

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import shutil
 import tempfile
 import time
@@ -152,14 +153,21 @@ def check_both_directions(cfg: DataConfig) -> None:
         raise S2SError(f"data.both_directions=true needs two languages, but data.src_lang and data.tgt_lang are both {cfg.src_lang!r}")
     if cfg.subword.sampling_alpha > 0:
         raise S2SError("data.both_directions=true does not support subword sampling (data.subword.sampling_alpha) yet")
+    if not 0 < cfg.reverse_fraction <= 1:
+        raise S2SError(f"data.reverse_fraction must be in (0, 1], got {cfg.reverse_fraction}")
 
 
 def encode_both_directions(
-    cfg: DataConfig, tokenizers: Tokenizers, train: datasets.Dataset, workdir: str | None
+    cfg: DataConfig, tokenizers: Tokenizers, train: datasets.Dataset, workdir: str | None, seed: int
 ) -> tuple[datasets.Dataset, dict[str, int]]:
-    """The training pairs tagged toward the target language, then the swapped pairs tagged toward the source's."""
+    """The training pairs tagged toward the target language, then the swapped pairs (all, or a
+    seeded random `data.reverse_fraction` of them) tagged toward the source language."""
     forward, counts = encode_dataset(tokenizers.toward(cfg.tgt_lang), train, cfg.max_len, workdir)
-    swapped = train.rename_columns({"src": "tgt", "tgt": "src"})
+    reversed_pairs = train
+    if cfg.reverse_fraction < 1:
+        chosen = random.Random(seed).sample(range(len(train)), max(1, round(cfg.reverse_fraction * len(train))))
+        reversed_pairs = train.select(sorted(chosen))
+    swapped = reversed_pairs.rename_columns({"src": "tgt", "tgt": "src"})
     reverse_dir = os.path.join(workdir, "reverse") if workdir else None
     if reverse_dir:
         os.makedirs(reverse_dir)
@@ -176,7 +184,7 @@ def prepare_training_batches(cfg: DataConfig, tokenizers: Tokenizers, train: dat
     workdir = tempfile.mkdtemp(prefix="s2s-train-data-") if train.cache_files else None  # in-memory corpora stay in memory
     try:
         if cfg.both_directions:
-            pairs, counts = encode_both_directions(cfg, tokenizers, train, workdir)
+            pairs, counts = encode_both_directions(cfg, tokenizers, train, workdir, seed)
         else:
             pairs, counts = encode_dataset(tokenizers, train, cfg.max_len, workdir, keep_text=alpha > 0)
     except BaseException:

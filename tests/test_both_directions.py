@@ -73,7 +73,30 @@ def test_training_data_holds_each_pair_in_both_directions_with_its_tag(tmp_path)
     assert sorted(i for _, batch in data.train.iterate(0) for i in batch.indices.tolist()) == list(range(kept))
 
 
+def _directions(data) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The (German, English) texts of the forward and of the swapped training rows."""
+    sp = data.tokenizers.src
+    to_en, to_de = sp.piece_to_id(direction_tag("en")), sp.piece_to_id(direction_tag("de"))
+    rows = data.train.pairs[:]
+    pairs = list(zip(rows["src_ids"], rows["tgt_ids"]))
+    return [(sp.decode(s[1:]), sp.decode(t)) for s, t in pairs if s[0] == to_en], [(sp.decode(t), sp.decode(s[1:])) for s, t in pairs if s[0] == to_de]
+
+
+def test_a_reverse_fraction_swaps_a_seeded_random_share_of_the_pairs(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    _write_corpus(corpus)
+    forward, reverse = _directions(prepare_training_data(_config(corpus, reverse_fraction=0.4), str(tmp_path / "a"), seed=3))
+    assert set(reverse) < set(forward)  # each swapped pair is also there forward
+    assert 0.3 * len(forward) < len(reverse) < 0.5 * len(forward)
+    _, again = _directions(prepare_training_data(_config(corpus, reverse_fraction=0.4), str(tmp_path / "b"), seed=3))
+    _, other = _directions(prepare_training_data(_config(corpus, reverse_fraction=0.4), str(tmp_path / "c"), seed=4))
+    assert again == reverse and set(other) != set(reverse)
+
+
 @pytest.mark.parametrize("changes, message", [
+    ({"reverse_fraction": 0.0}, r"data.reverse_fraction must be in \(0, 1\]"),
+    ({"reverse_fraction": 1.5}, r"data.reverse_fraction must be in \(0, 1\]"),
     ({"subword": {"joint": False}}, "needs one joint vocabulary"),
     ({"src_lang": "en"}, "needs two languages"),
     ({"subword": {"sampling_alpha": 0.3}}, "does not support subword sampling"),
