@@ -48,31 +48,6 @@ def test_toward_puts_the_language_tag_before_every_non_empty_source(tmp_path):
         tokenizers.toward("fr")
 
 
-def test_training_data_holds_each_pair_in_both_directions_with_its_tag(tmp_path):
-    corpus, run_dir = tmp_path / "corpus", tmp_path / "run"
-    corpus.mkdir()
-    run_dir.mkdir()
-    _write_corpus(corpus)
-    one_way = prepare_training_data(dataclasses.replace(_config(corpus), both_directions=False), str(tmp_path / "one_way"), seed=3)
-    data = prepare_training_data(_config(corpus), str(run_dir), seed=3)
-
-    sp = data.tokenizers.src
-    to_en, to_de = sp.piece_to_id(direction_tag("en")), sp.piece_to_id(direction_tag("de"))
-    assert data.tokenizers.src_prefix == (to_en,)  # validation and translation go de -> en
-    rows = data.train.pairs[:]
-    pairs = list(zip(rows["src_ids"], rows["tgt_ids"]))
-    forward = [(sp.decode(s[1:]), sp.decode(t)) for s, t in pairs if s[0] == to_en]
-    reverse = [(sp.decode(t), sp.decode(s[1:])) for s, t in pairs if s[0] == to_de]
-    assert len(forward) + len(reverse) == len(pairs) == data.counts["kept"]
-    expected = one_way.train.pairs[:]
-    plain = sorted((one_way.tokenizers.src.decode(s), one_way.tokenizers.tgt.decode(t)) for s, t in zip(expected["src_ids"], expected["tgt_ids"]))
-    assert sorted(forward) == sorted(reverse) == plain  # the same kept pairs, once each way
-    assert data.counts["read"] == 2 * one_way.counts["read"]
-    assert all(batch.src[:, 0].eq(to_en).all() for batch in data.valid.loss_batches)  # validation: de -> en only
-    kept = len(pairs)
-    assert sorted(i for _, batch in data.train.iterate(0) for i in batch.indices.tolist()) == list(range(kept))
-
-
 def _directions(data) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """The (German, English) texts of the forward and of the swapped training rows."""
     sp = data.tokenizers.src
@@ -80,6 +55,26 @@ def _directions(data) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     rows = data.train.pairs[:]
     pairs = list(zip(rows["src_ids"], rows["tgt_ids"]))
     return [(sp.decode(s[1:]), sp.decode(t)) for s, t in pairs if s[0] == to_en], [(sp.decode(t), sp.decode(s[1:])) for s, t in pairs if s[0] == to_de]
+
+
+def test_training_data_holds_each_pair_in_both_directions_with_its_tag(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    _write_corpus(corpus)
+    one_way = prepare_training_data(dataclasses.replace(_config(corpus), both_directions=False), str(tmp_path / "one_way"), seed=3)
+    data = prepare_training_data(_config(corpus), str(tmp_path / "run"), seed=3)
+
+    to_en = data.tokenizers.src.piece_to_id(direction_tag("en"))
+    assert data.tokenizers.src_prefix == (to_en,)  # validation and translation go de -> en
+    forward, reverse = _directions(data)
+    assert len(forward) + len(reverse) == len(data.train.pairs) == data.counts["kept"]
+    expected = one_way.train.pairs[:]
+    plain = sorted((one_way.tokenizers.src.decode(s), one_way.tokenizers.tgt.decode(t)) for s, t in zip(expected["src_ids"], expected["tgt_ids"]))
+    assert sorted(forward) == sorted(reverse) == plain  # the same kept pairs, once each way
+    assert data.counts["read"] == 2 * one_way.counts["read"]
+    assert all(batch.src[:, 0].eq(to_en).all() for batch in data.valid.loss_batches)  # validation: de -> en only
+    kept = len(data.train.pairs)
+    assert sorted(i for _, batch in data.train.iterate(0) for i in batch.indices.tolist()) == list(range(kept))
 
 
 def test_a_reverse_fraction_swaps_a_seeded_random_share_of_the_pairs(tmp_path):
