@@ -129,7 +129,7 @@ class Translator:
         whole_beam = dataclasses.replace(self.search, n_best=self.search.beam_size)
         hypotheses = decode(self.model, batch, whole_beam, self.generator)
         untagged = [ids[len(self.tokenizers.src_prefix) :] for ids in sources]
-        return rerank_hypotheses(self.model, untagged, hypotheses, self.reverse_tag, weight, self.search.n_best, self.device, self.search.batch_size)
+        return rerank_hypotheses(self.model, untagged, hypotheses, self.reverse_tag, weight, self.search.n_best, self.device)
 
     def _translation(self, ids: list[int], parts: list[list[int]], decoded: list[tuple[list[Hypothesis], torch.Tensor | None]]) -> Translation:
         if not parts:

@@ -13,7 +13,8 @@ from s2s.batching import make_batch
 from s2s.config import CorpusFormat, DataConfig, SubwordConfig
 from s2s.data import prepare_training_data
 from s2s.errors import S2SError
-from s2s.rerank import rerank, reverse_scores, sequence_log_probs
+from s2s.precision import bf16_runs
+from s2s.rerank import _batches, rerank, reverse_scores, sequence_log_probs
 from s2s.search import decode
 from s2s.subwords import UNK, direction_tag, train_tokenizers
 from s2s.train import run
@@ -179,6 +180,16 @@ def test_reverse_scores_are_the_source_log_prob_given_each_candidate_per_source_
     assert back[0][0] > back[0][1]  # the faithful candidate explains the source better
 
 
+def test_scoring_batches_keep_the_order_and_the_logits_budget():
+    lengths = [3, 1, 4, 1, 5, 9, 2, 6]
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches = _batches(lengths, order, vocabulary=10, max_logits=200)
+    assert [i for b in batches for i in b] == order
+    assert all(len(b) * (max(lengths[i] for i in b) + 1) * 10 <= 200 for b in batches if len(b) > 1)
+    assert len(batches) < len(order)  # short targets share a batch
+    assert _batches([100], [0], vocabulary=10, max_logits=200) == [[0]]  # one pair over the budget still gets its batch
+
+
 def test_rerank_adds_the_weighted_reverse_score_and_keeps_the_beam_order_on_ties():
     beam, back = [[-1.0, -1.5, -3.0], [-2.0, -2.0]], [[-2.0, -0.5, -0.1], [float("-inf"), -1.0]]
     assert rerank(beam, back, 0.0) == [[0, 1, 2], [0, 1]]
@@ -200,6 +211,14 @@ def test_translator_reranks_the_whole_beam_by_the_reverse_score(two_way_run):
     back = reverse_scores(translator.model, [ids[0][1:]], [[h.tokens for h in beam]], translator.reverse_tag, torch.device("cpu"))[0]
     expected = sorted(b.score + r for b, r in zip(beam, back))[::-1][:2]
     assert [score for _, score in reranked[0].n_best] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_reranking_runs_with_reduced_precision_weights(two_way_run, precision):
+    if precision == "bf16" and not bf16_runs(torch.device("cpu")):
+        pytest.skip("this CPU has no bf16 kernels")
+    translator, _, _ = load_translator(two_way_run, which="last", device="cpu", search_overrides=["beam_size=4", f"precision={precision}", "reverse_weight=1"])
+    assert [t.text for t in translator.translate(["der Hund läuft", "Katze schläft klein"])] == ["the dog runs", "cat sleeps small"]
 
 
 @pytest.mark.parametrize("override, message", [
