@@ -84,17 +84,22 @@ class BatchPlan(Sequence[list[int]]):
 
 
 def plan_batches(
-    src_lengths: Sequence[int] | np.ndarray, tgt_lengths: Sequence[int] | np.ndarray, max_tokens: int, generator: torch.Generator | None = None
+    src_lengths: Sequence[int] | np.ndarray,
+    tgt_lengths: Sequence[int] | np.ndarray,
+    max_tokens: int,
+    generator: torch.Generator | None = None,
+    source_first: bool = False,
 ) -> BatchPlan:
     """Group sentence indices into batches whose padded size fits `max_tokens` (see token_budget_batches)."""
     src, tgt = np.asarray(src_lengths), np.asarray(tgt_lengths)
     count = len(src)
     order = torch.randperm(count, generator=generator).numpy() if generator is not None else np.arange(count)
     # a stable sort by target length, then source length, keeps the random order among equal pairs. Target
-    # first: the decoder's sequential steps and output layer run over padding (the encoder too on a CPU, but
-    # in one fused call per layer), so this ordering leaves about 0.2% target padding on Multi30k against
-    # 4-8% when sorting by source first.
-    order = order[np.lexsort((src[order], tgt[order]))].astype(np.int32 if count < 2**31 else np.int64)
+    # first (the default): the decoder's sequential steps and output layer run over padding (the encoder too
+    # on a CPU, but in one fused call per layer), so this ordering leaves about 0.2% target padding on
+    # Multi30k against 4-8% when sorting by source first (`source_first`, data.sort_first=source).
+    keys = (tgt[order], src[order]) if source_first else (src[order], tgt[order])  # np.lexsort sorts by the last key first
+    order = order[np.lexsort(keys)].astype(np.int32 if count < 2**31 else np.int64)
     longest = np.maximum(src, tgt)[order] + 1  # (N,) padded width of each sentence, in sorted order
     starts = _batch_starts(longest, max_tokens)
     shuffle = torch.randperm(len(starts) - 1, generator=generator).numpy() if generator is not None else np.arange(len(starts) - 1)
@@ -120,16 +125,16 @@ def _batch_starts(longest: np.ndarray, max_tokens: int) -> np.ndarray:
 
 
 def token_budget_batches(
-    src_lengths: Sequence[int], tgt_lengths: Sequence[int], max_tokens: int, generator: torch.Generator | None = None
+    src_lengths: Sequence[int], tgt_lengths: Sequence[int], max_tokens: int, generator: torch.Generator | None = None, source_first: bool = False
 ) -> list[list[int]]:
     """Group sentence indices into batches whose padded size fits `max_tokens`.
 
-    Sentences are sorted by length (ties broken at random when a generator is
-    given), so a batch holds sentences of nearly equal length and padding is
-    small. The padded size of a batch is its count times its longest side
+    Sentences are sorted by target length, then source length (`source_first`: the other
+    way round), ties broken at random when a generator is given, so a batch holds
+    sentences of nearly equal length and padding is small. The padded size of a batch is its count times its longest side
     (+1 for EOS/BOS). With a generator, the batch order is shuffled too.
     """
-    return list(plan_batches(src_lengths, tgt_lengths, max_tokens, generator))
+    return list(plan_batches(src_lengths, tgt_lengths, max_tokens, generator, source_first))
 
 
 def sequence_lengths(dataset: datasets.Dataset, column: str, chunk: int = 100_000) -> np.ndarray:
@@ -151,8 +156,8 @@ class TrainBatches:
     and the rows of a batch are read when the batch is made.
     """
 
-    def __init__(self, pairs: datasets.Dataset, max_tokens: int, seed: int, sampler: SubwordSampler | None = None):
-        self.max_tokens, self.seed = max_tokens, seed
+    def __init__(self, pairs: datasets.Dataset, max_tokens: int, seed: int, sampler: SubwordSampler | None = None, source_first: bool = False):
+        self.max_tokens, self.seed, self.source_first = max_tokens, seed, source_first
         self.sampler = sampler  # subword regularization: a new segmentation of `text_pairs` each epoch
         self.text_pairs = pairs if sampler is not None else None
         self._use(pairs)
@@ -174,7 +179,7 @@ class TrainBatches:
             if self.sampler is not None:
                 self._use(self.sampler(self.text_pairs, epoch_seed, epoch))
             generator = torch.Generator().manual_seed(epoch_seed)
-            self._plan = (epoch, plan_batches(self.src_lengths, self.tgt_lengths, self.max_tokens, generator))
+            self._plan = (epoch, plan_batches(self.src_lengths, self.tgt_lengths, self.max_tokens, generator, self.source_first))
         return self._plan[1]
 
     def num_batches(self, epoch: int) -> int:

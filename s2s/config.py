@@ -61,6 +61,11 @@ class Scheduler(str, Enum):
     linear = "linear"  # constant until `decay_start` of the budget, then linear decay to min_lr at its end
 
 
+class SortFirst(str, Enum):
+    target = "target"  # training batches grouped by target length, then source length (least decoder padding)
+    source = "source"  # by source length, then target length
+
+
 @dataclass
 class SubwordConfig:
     model_type: SubwordModel = SubwordModel.unigram  # sentencepiece algorithm
@@ -89,6 +94,7 @@ class DataConfig:
     max_len: int = 100  # drop training pairs whose either side has more subwords
     lowercase: bool = False  # lowercase text before tokenization
     max_tokens: int = 2000  # token budget per batch (padded source or target, whichever is larger)
+    sort_first: SortFirst = SortFirst.target  # which side's length groups the training batches first: target | source
     both_directions: bool = False  # also train tgt->src on the swapped pairs: one model, sources tagged <2lang> (joint vocabulary)
     reverse_fraction: float = 1.0  # both_directions: the share of the training pairs also read swapped (a seeded random subset)
     generated_train_size: int = 20000  # format=dates: training examples

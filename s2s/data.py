@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from tqdm import tqdm
 
 from s2s.batching import Batch, TrainBatches, make_batch, token_budget_batches
-from s2s.config import DataConfig
+from s2s.config import DataConfig, SortFirst
 from s2s.corpus import load_split
 from s2s.errors import S2SError
 from s2s.subword_sampling import SubwordSampler, check_alpha
@@ -192,15 +192,15 @@ def prepare_training_batches(cfg: DataConfig, tokenizers: Tokenizers, train: dat
             shutil.rmtree(workdir, ignore_errors=True)
         raise
     log.info(
-        "train split %r: %d pairs read, %d dropped (empty side), %d dropped (longer than %d subwords), %d kept",
-        cfg.train_split, counts["read"], counts["dropped_empty"], counts["dropped_too_long"], cfg.max_len, counts["kept"],
+        "train split %r: %d pairs read%s, %d dropped (empty side), %d dropped (longer than %d subwords), %d kept",
+        cfg.train_split, counts["read"], " (both directions counted)" if cfg.both_directions else "", counts["dropped_empty"], counts["dropped_too_long"], cfg.max_len, counts["kept"],
     )
     if not counts["kept"]:
         raise S2SError(f"no training pairs left in split {cfg.train_split!r} after dropping empty and over-long ones")
     sampler = SubwordSampler(tokenizers, alpha, cfg.max_len, workdir) if alpha > 0 else None
     if sampler is not None:
         log.info("subword regularization: a new segmentation of the training split each epoch (alpha %g)", alpha)
-    batches = TrainBatches(pairs, cfg.max_tokens, seed, sampler)
+    batches = TrainBatches(pairs, cfg.max_tokens, seed, sampler, source_first=cfg.sort_first == SortFirst.source)
     if workdir:
         weakref.finalize(batches, shutil.rmtree, workdir, ignore_errors=True)
     return batches, counts

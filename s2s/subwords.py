@@ -43,6 +43,11 @@ class Tokenizers:
             raise S2SError(f"the vocabulary has no {tag} piece: the model was not trained with data.both_directions=true toward {lang!r}")
         return replace(self, src_prefix=(tag_id,))
 
+    def reverse_tag(self, src_lang: str, both_directions: bool) -> tuple[int, ...]:
+        """The tag that makes a both-directions model read a candidate back toward `src_lang`
+        (for scoring log p(source | candidate)); () for a one-way model."""
+        return self.toward(src_lang).src_prefix if both_directions else ()
+
     def encode_src(self, texts: list[str]) -> list[list[int]]:
         return self._prefixed(self.src.encode(texts))
 

@@ -486,7 +486,7 @@ class Trainer:
         loss = self.validation_loss()
         limit = self.cfg.trainer.valid_max_sentences or len(self.data.valid.sources)
         sources, references = self.data.valid.sources[:limit], self.data.valid.references[:limit]
-        reverse_tag = self.data.tokenizers.toward(self.cfg.data.src_lang).src_prefix if self.cfg.data.both_directions else ()
+        reverse_tag = self.data.tokenizers.reverse_tag(self.cfg.data.src_lang, self.cfg.data.both_directions)
         translator = Translator(self.eval_model, self.data.tokenizers, self.cfg.search, self.device, self.cfg.data.lowercase, reverse_tag)
         hypotheses: list[str] = []
         chunk = 8 * self.cfg.search.batch_size

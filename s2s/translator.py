@@ -243,9 +243,9 @@ def load_translator(
         if not cfg.data.both_directions:
             raise S2SError(f"reverse=true needs a model trained with data.both_directions=true; {path} translates {cfg.data.src_lang}->{cfg.data.tgt_lang} only")
         cfg.data.src_lang, cfg.data.tgt_lang = cfg.data.tgt_lang, cfg.data.src_lang
-    reverse_tag: tuple[int, ...] = ()
+    reverse_tag = tokenizers.reverse_tag(cfg.data.src_lang, cfg.data.both_directions)
     if cfg.data.both_directions:
-        tokenizers, reverse_tag = tokenizers.toward(cfg.data.tgt_lang), tokenizers.toward(cfg.data.src_lang).src_prefix
+        tokenizers = tokenizers.toward(cfg.data.tgt_lang)
     model = build_model(cfg, tokenizers)
     model.load_state_dict(state["model"])
     search = override_search(cfg.search, search_overrides or [])

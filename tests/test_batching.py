@@ -124,6 +124,8 @@ def test_budget_batches_have_little_target_padding():
     src, tgt = _lengths(3, count=2000)
     batches = token_budget_batches(src, tgt, 400, torch.Generator().manual_seed(0))
     assert _padding(batches, tgt) < 0.02 < _padding(batches, src) < 0.2
+    by_source = token_budget_batches(src, tgt, 400, torch.Generator().manual_seed(0), source_first=True)
+    assert _padding(by_source, src) < 0.02 < _padding(by_source, tgt) < 0.2  # data.sort_first=source: the other way round
     # whereas batches of the same sizes in random order pad much more
     order = list(range(len(src)))
     random.Random(0).shuffle(order)
@@ -143,14 +145,15 @@ def test_budget_batches_deterministic_per_seed():
     assert token_budget_batches(src, tgt, 200) == token_budget_batches(src, tgt, 200)
 
 
-def _reference_budget_batches(src_lengths, tgt_lengths, max_tokens, generator=None):
+def _reference_budget_batches(src_lengths, tgt_lengths, max_tokens, generator=None, source_first=False):
     """The original one-sentence-at-a-time implementation; the vectorized one must agree exactly."""
     count = len(src_lengths)
     src = torch.as_tensor(src_lengths, dtype=torch.long)
     tgt = torch.as_tensor(tgt_lengths, dtype=torch.long)
     order = torch.randperm(count, generator=generator) if generator is not None else torch.arange(count)
-    order = order[torch.sort(src[order], stable=True).indices]
-    order = order[torch.sort(tgt[order], stable=True).indices]
+    second, first = (tgt, src) if source_first else (src, tgt)
+    order = order[torch.sort(second[order], stable=True).indices]
+    order = order[torch.sort(first[order], stable=True).indices]
     longest = torch.maximum(src, tgt)[order] + 1
     batches, current, current_max = [], [], 0
     for index, length in zip(order.tolist(), longest.tolist()):
@@ -167,17 +170,20 @@ def _reference_budget_batches(src_lengths, tgt_lengths, max_tokens, generator=No
     return batches
 
 
+@pytest.mark.parametrize("source_first", [False, True])
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("max_tokens", [0, 1, 7, 64, 500, 5000])
-def test_budget_batches_equal_the_sentence_by_sentence_reference(seed, max_tokens):
+def test_budget_batches_equal_the_sentence_by_sentence_reference(seed, max_tokens, source_first):
     rng = random.Random(seed)
     count = rng.choice([1, 2, 50, 700])
     high = rng.choice([3, 40, 200])  # few distinct lengths give many ties, broken by the generator
     src = [rng.randint(0, high) for _ in range(count)]
     tgt = [rng.randint(0, high) for _ in range(count)]
-    assert token_budget_batches(src, tgt, max_tokens) == _reference_budget_batches(src, tgt, max_tokens)
+    expected = _reference_budget_batches(src, tgt, max_tokens, source_first=source_first)
+    assert token_budget_batches(src, tgt, max_tokens, source_first=source_first) == expected
     fresh = lambda: torch.Generator().manual_seed(seed)  # noqa: E731
-    assert token_budget_batches(src, tgt, max_tokens, fresh()) == _reference_budget_batches(src, tgt, max_tokens, fresh())
+    expected = _reference_budget_batches(src, tgt, max_tokens, fresh(), source_first)
+    assert token_budget_batches(src, tgt, max_tokens, fresh(), source_first) == expected
 
 
 def test_budget_batches_single_long_sentence_gets_own_batch():

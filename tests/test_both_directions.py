@@ -44,6 +44,8 @@ def test_toward_puts_the_language_tag_before_every_non_empty_source(tmp_path):
     assert to_en.encode_src(["der Hund", ""]) == [[tag, *plain[0]], []]  # blank stays blank (dropped or echoed as before)
     assert to_en.sample_src(["der Hund"], alpha=0.1)[0][0] == tag
     assert to_en.toward("de").src_prefix == (tokenizers.src.piece_to_id("<2de>"),)
+    assert to_en.reverse_tag("de", both_directions=True) == (tokenizers.src.piece_to_id("<2de>"),)
+    assert to_en.reverse_tag("de", both_directions=False) == ()  # a one-way model has no reverse direction
     assert tag in tokenizers.encode_src(["<2en> der Hund"])[0]  # one piece, never split
     with pytest.raises(S2SError, match="no <2fr> piece"):
         tokenizers.toward("fr")
@@ -142,6 +144,8 @@ def test_a_two_way_model_learns_both_directions_and_translates_toward_its_target
     assert translator.translate(["der Hund"])[0].src_pieces[0] != direction_tag("en")  # the tag is not shown as source text
     backward, reversed_cfg, _ = load_translator(run_dir, which="last", device="cpu", reverse=True)
     assert (reversed_cfg.data.src_lang, reversed_cfg.data.tgt_lang) == ("en", "de")
+    pieces = translator.tokenizers.src
+    assert translator.reverse_tag == (pieces.piece_to_id("<2de>"),) and backward.reverse_tag == (pieces.piece_to_id("<2en>"),)
     assert [t.text for t in backward.translate(english)] == german
     sink = io.StringIO()
     source = io.BytesIO("".join(line + "\n" for line in english).encode())

@@ -12,7 +12,7 @@ import pytest
 import sentencepiece as spm
 
 from s2s import subwords
-from s2s.config import CorpusFormat, DataConfig, SubwordConfig
+from s2s.config import CorpusFormat, DataConfig, SortFirst, SubwordConfig
 from s2s.corpus import load_split
 from s2s.data import iter_texts, prepare_training_data
 
@@ -110,6 +110,24 @@ def test_batches_cover_every_kept_pair_once_per_epoch(tmp_path, epoch):
     assert sorted(seen) == list(range(kept))
     assert sorted(i for b in train.epoch_batches(epoch) for i in b) == list(range(kept))
     assert all(len(b) * (max(max(train.src_lengths[i], train.tgt_lengths[i]) for i in b) + 1) <= 200 for b in train.epoch_batches(epoch) if len(b) > 1)
+
+
+def test_sort_first_chooses_which_side_groups_the_training_batches(tmp_path):
+    corpus, run_dir = tmp_path / "corpus", tmp_path / "run"
+    corpus.mkdir()
+    run_dir.mkdir()
+    _write_corpus(corpus, lines=400)
+
+    def spread(train, lengths) -> int:  # summed length range inside the batches of epoch 0
+        return sum(int(lengths[b].max() - lengths[b].min()) for b in train.epoch_batches(0))
+
+    by_target = prepare_training_data(_config(corpus), str(run_dir / "t"), seed=1).train
+    config = _config(corpus)
+    config.sort_first = SortFirst.source
+    by_source = prepare_training_data(config, str(run_dir / "s"), seed=1).train
+    assert spread(by_target, by_target.tgt_lengths) < spread(by_target, by_target.src_lengths)
+    assert spread(by_source, by_source.src_lengths) < spread(by_source, by_source.tgt_lengths)
+    assert sorted(by_source.epoch_batches(0)) != sorted(by_target.epoch_batches(0))
 
 
 def test_reservoir_sample_never_holds_more_than_the_limit():
