@@ -1,9 +1,14 @@
 """Typed configuration: the one place where every s2s option is defined.
 
-Each dataclass backs one Hydra config group (conf/data, conf/model, conf/optim,
-conf/search) or a section of conf/config.yaml. Hydra validates the composed YAML
-against these classes, so a misspelt key or a wrong type fails at start-up.
-Every field carries a one-line comment saying what it does.
+Each dataclass backs one Hydra config group (s2s/conf/data, s2s/conf/model,
+s2s/conf/optim, s2s/conf/search) or a section of s2s/conf/config.yaml. Hydra
+validates the composed YAML against these classes, so a misspelt key or a wrong
+type fails at start-up. Every field carries a one-line comment saying what it does
+(docs/configuration.md is generated from them).
+
+The defaults are those of `python -m s2s.train` with no overrides (data=dates,
+model=small, optim=adam, search=greedy), so `Config()` in Python and the command
+line start from the same run; tests/test_config_defaults.py keeps the two equal.
 """
 
 from __future__ import annotations
@@ -69,7 +74,7 @@ class SortFirst(str, Enum):
 @dataclass
 class SubwordConfig:
     model_type: SubwordModel = SubwordModel.unigram  # sentencepiece algorithm
-    vocab_size: int = 8000  # pieces per vocabulary
+    vocab_size: int = 256  # pieces per vocabulary (a soft limit for small corpora: sentencepiece may make fewer)
     joint: bool = True  # one vocabulary for source and target, else one each
     character_coverage: float = 1.0  # fraction of characters covered by the model
     max_sentences: int = 1_000_000  # train sentencepiece on at most this many sentences
@@ -85,15 +90,15 @@ class DataConfig:
     dir: Optional[str] = None  # directory holding local corpus files
     hub_name: Optional[str] = None  # hub dataset name, used when format=hub
     hub_config: Optional[str] = None  # hub dataset configuration name, if any
-    src_lang: str = "src"  # source language code (file suffix / JSON key)
-    tgt_lang: str = "tgt"  # target language code
+    src_lang: str = "text"  # source language code (file suffix / JSON key)
+    tgt_lang: str = "iso"  # target language code
     train_split: str = "train"  # split (file stem) used for training
     valid_split: str = "valid"  # split used for validation and model selection
     test_split: str = "test"  # split used by `s2s.evaluate` by default
     subword: SubwordConfig = field(default_factory=SubwordConfig)
-    max_len: int = 100  # drop training pairs whose either side has more subwords
+    max_len: int = 50  # drop training pairs whose either side has more subwords
     lowercase: bool = False  # lowercase text before tokenization
-    max_tokens: int = 2000  # token budget per batch (padded source or target, whichever is larger)
+    max_tokens: int = 3000  # token budget per batch (padded source or target, whichever is larger)
     sort_first: SortFirst = SortFirst.target  # which side's length groups the training batches first: target | source
     both_directions: bool = False  # also train tgt->src on the swapped pairs: one model, sources tagged <2lang> (joint vocabulary)
     reverse_fraction: float = 1.0  # both_directions: the share of the training pairs also read swapped (a seeded random subset)
@@ -105,17 +110,17 @@ class DataConfig:
 @dataclass
 class EncoderConfig:
     cell: Cell = Cell.lstm  # recurrent cell of the bidirectional encoder
-    hidden_size: int = 256  # per direction
+    hidden_size: int = 128  # per direction
     num_layers: int = 1  # stacked layers
-    dropout: float = 0.3  # between layers and on the outputs
+    dropout: float = 0.1  # between layers and on the outputs
 
 
 @dataclass
 class DecoderConfig:
     cell: Cell = Cell.lstm  # decoder cell: lstm or gru (rnn works too)
-    hidden_size: int = 512  # decoder state size
+    hidden_size: int = 128  # decoder state size
     num_layers: int = 1  # stacked layers
-    dropout: float = 0.3  # between layers and before the output projection
+    dropout: float = 0.1  # between layers and before the output projection
     attention: Attention = Attention.bahdanau  # how the decoder reads the source
     input_feeding: bool = True  # feed the previous attentional vector with the next input
     layer_norm: bool = False  # layer-normalized cells (Ba et al., 2016): lstm and gru only
@@ -124,8 +129,8 @@ class DecoderConfig:
 
 @dataclass
 class ModelConfig:
-    embedding_size: int = 256  # source and target embedding width
-    embedding_dropout: float = 0.3  # dropout on embeddings
+    embedding_size: int = 64  # source and target embedding width
+    embedding_dropout: float = 0.1  # dropout on embeddings
     word_dropout: float = 0.0  # training: drop whole source and target input tokens (embedding zeroed)
     tie_target_embeddings: bool = False  # share target embedding and output projection
     share_embeddings: bool = False  # one embedding matrix for source and target (needs a joint vocabulary)
@@ -170,13 +175,13 @@ class SearchConfig:
 
 @dataclass
 class TrainerConfig:
-    max_steps: int = 0  # stop after this many updates (0 = no limit)
-    max_epochs: int = 20  # stop after this many passes over the data (0 = no limit)
+    max_steps: int = 2000  # stop after this many updates (0 = no limit)
+    max_epochs: int = 0  # stop after this many passes over the data (0 = no limit)
     max_minutes: float = 0.0  # stop after this much wall-clock time, summed over resumptions (0 = no limit)
     valid_every: int = 500  # validate (and checkpoint) every N updates (0 = never by update count)
     valid_each_epoch: bool = True  # also validate at the end of every epoch (false: only every valid_every updates)
     valid_max_sentences: int = 0  # decode at most this many validation sentences (0 = all)
-    early_stopping_metric: str = "bleu"  # bleu, chrf, exact_match, loss or ppl
+    early_stopping_metric: str = "exact_match"  # bleu, chrf, exact_match, loss or ppl
     early_stopping_patience: int = 0  # stop after N validations without improvement (0 = never)
     log_every: int = 100  # write a log line every N updates
     keep_checkpoints: int = 0  # also keep the last N validations' weights as checkpoints/step-N.pt, for `python -m s2s.average` (0 = none)
@@ -204,5 +209,5 @@ class Config:
 
 
 def register_configs() -> None:
-    """Register the schema so that conf/config.yaml is validated against `Config`."""
+    """Register the schema so that s2s/conf/config.yaml is validated against `Config`."""
     ConfigStore.instance().store(name="s2s_schema", node=Config)

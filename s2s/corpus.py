@@ -72,7 +72,8 @@ def _corpus_dir(cfg: DataConfig) -> str:
     if not cfg.dir:
         raise S2SError(f"data.format={cfg.format.value} needs data.dir=PATH (the folder holding the corpus files)")
     if not os.path.isdir(cfg.dir):
-        raise S2SError(f"data.dir={cfg.dir} is not a directory")
+        online = f"; or, online, load it from the hub with data.format=hub (data.hub_name={cfg.hub_name})" if cfg.hub_name else ""
+        raise S2SError(f"data.dir={cfg.dir} is not a directory: give the folder holding the {cfg.name} files with data.dir=PATH{online}")
     return cfg.dir
 
 

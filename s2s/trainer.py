@@ -492,7 +492,7 @@ class Trainer:
         chunk = 8 * self.cfg.search.batch_size
         show_bar = self.cfg.trainer.progress_bar and self.world.is_main
         for start in tqdm(range(0, len(sources), chunk), desc="validate", unit="chunk", leave=False, disable=None if show_bar else True):
-            hypotheses += [t.text for t in translator.translate(sources[start : start + chunk])]
+            hypotheses += translator.translate(sources[start : start + chunk])
         metrics: dict[str, Any] = {"step": self.progress.step, "loss": round(loss, 4), "ppl": round(perplexity(loss), 2)}
         metrics.update(score(hypotheses, [r.lower() if self.cfg.data.lowercase else r for r in references]))
         log.info(

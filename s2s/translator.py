@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import os
+import typing
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from omegaconf import OmegaConf
+from typing_extensions import TypedDict, Unpack
 
 from s2s.batching import Batch, make_batch, pad
 from s2s.checkpoint import load, resolve_checkpoint
@@ -24,7 +28,7 @@ from s2s.precision import resolve_precision
 from s2s.rerank import rerank_hypotheses
 from s2s.search import Hypothesis, decode
 from s2s.subwords import BOS, Tokenizers, load_tokenizers
-from s2s.text import split_spans
+from s2s.text import clean, split_spans
 
 EOS_LABEL = "</s>"  # the EOS row and column in attention plots
 
@@ -44,6 +48,8 @@ class Alignment:
 
 @dataclass
 class Translation:
+    """One input sentence's translation, as `Translator.translate_detailed` returns it."""
+
     text: str  # detokenized best hypothesis
     n_best: list[tuple[str, float]]  # (text, score) best first
     src_pieces: list[str]  # source subwords translated (after any cut)
@@ -53,13 +59,53 @@ class Translation:
     truncated: bool = False  # the source was cut to max_tokens subwords
 
 
+class DecodingOptions(TypedDict, total=False):
+    """Per-call decoding options of `Translator.translate` and `translate_detailed`.
+
+    The search keys mean what the `search.*` config keys of the same name mean
+    (docs/configuration.md); an option not given keeps the Translator's setting.
+    """
+
+    beam_size: int  # 1 = greedy search
+    length_penalty: float  # GNMT alpha (beam search only)
+    max_len_a: float  # output limit: a * source length + b tokens
+    max_len_b: int
+    n_best: int  # hypotheses kept per sentence (<= beam_size); translate returns the best only
+    sampling: bool  # sample instead of searching
+    temperature: float  # sampling: softmax temperature
+    top_k: int  # sampling: keep only the k most likely tokens (0 = all)
+    batch_size: int  # sentences per decoding batch
+    reverse_weight: float  # rerank the beam by the reverse direction (data.both_directions models)
+    max_input_tokens: Optional[int]  # source subwords per translation; None = no limit
+    long_lines: str  # "split": longer sentences are translated in parts; "truncate": cut to max_input_tokens
+    seed: Optional[int]  # sampling: a fresh generator seeded with this, so the call is reproducible
+
+
+SEARCH_OPTIONS = tuple(f.name for f in dataclasses.fields(SearchConfig) if f.name != "precision")
+DECODING_OPTIONS = tuple(typing.get_type_hints(DecodingOptions))
+
+
 class Translator:
-    """`reverse_tag` is the tag that makes a both-directions model read a candidate toward the
-    source language, for reranking by `search.reverse_weight` (s2s/rerank.py)."""
+    """A trained model that translates lists of sentences (`s2s.load` makes one from a run).
+
+    `translate(sentences, **options)` returns the best translation of each sentence as a
+    string; `translate_detailed` returns `Translation`s (n-best with scores, attention,
+    truncation). Options are keyword arguments (`DecodingOptions`) and apply to that call
+    only; their defaults are the run's `search` settings and its `data.max_len`.
+
+    A Translator may be shared between threads: a call changes nothing in it, so
+    concurrent calls give what the same calls give one after another. Only sampling
+    without `seed=` draws from one shared random generator, so such calls are not
+    reproducible when they overlap. Concurrent calls also share the CPU's torch threads:
+    one caller with long lists translates faster than many callers with short ones.
+
+    `reverse_tag` is the tag that makes a both-directions model read a candidate toward the
+    source language, for reranking by `search.reverse_weight` (s2s/rerank.py).
+    """
 
     def __init__(
         self, model: Seq2Seq, tokenizers: Tokenizers, search: SearchConfig, device: torch.device, lowercase: bool = False,
-        reverse_tag: tuple[int, ...] = (),
+        reverse_tag: tuple[int, ...] = (), config: Config | None = None, max_input_tokens: int | None = None,
     ):
         check_reverse_weight(search, reverse_tag)
         precision = resolve_precision(search.precision, device, "search.precision", decoding=True)
@@ -69,34 +115,74 @@ class Translator:
             model = int8_copy(model)
         self.model = model.to(device).eval()
         self.tokenizers, self.search, self.device, self.lowercase, self.reverse_tag = tokenizers, search, device, lowercase, reverse_tag
+        self.config, self.max_input_tokens = config, max_input_tokens
         self.generator = torch.Generator(device=device)
 
     @property
     def has_attention(self) -> bool:
         return self.model.decoder.attention is not None
 
-    def translate(
-        self, sentences: list[str], return_attention: bool = False, max_tokens: int | None = None, split_long: bool = True
+    @property
+    def source_lang(self) -> str | None:
+        return self.config.data.src_lang if self.config is not None else None
+
+    @property
+    def target_lang(self) -> str | None:
+        return self.config.data.tgt_lang if self.config is not None else None
+
+    def translate(self, sentences: list[str], **options: Unpack[DecodingOptions]) -> list[str]:
+        """The best translation of each sentence, in input order; blank input gives ''.
+
+        >>> translator.translate(["Dienstag, 9. November 1989"], beam_size=5)
+        ['1989-11-09']
+        """
+        return [t.text for t in self.translate_detailed(sentences, **options)]
+
+    def translate_detailed(
+        self, sentences: list[str], *, attention: bool = False, **options: Unpack[DecodingOptions]
     ) -> list[Translation]:
         """One Translation per input sentence, in input order; blank input gives empty output.
 
-        A sentence of more than `max_tokens` source subwords (default: no limit) is
-        either split into parts of at most that many (`split_long`; cut after sentence
-        punctuation where possible), each translated and the outputs joined with a
-        space, or truncated to its first `max_tokens` subwords: a model never saw
-        sources longer than its data.max_len in training, so it translates parts of
-        that size better than the whole. The k-th of the n-best of a split sentence joins the k-th hypotheses of its
-        parts, and its score is their sum.
+        `attention=True` also returns each translation's attention weights. Text is
+        cleaned as `s2s.translate` cleans its input lines (control characters and line
+        separators become spaces). A sentence of more than `max_input_tokens` source
+        subwords is either split into parts of at most that many (`long_lines="split"`;
+        cut after sentence punctuation where possible), each translated and the outputs
+        joined with a space, or truncated to its first `max_input_tokens` subwords
+        (`long_lines="truncate"`, flagged by `Translation.truncated`): a model never saw
+        sources longer than its data.max_len in training, so it translates parts of that
+        size better than the whole. The k-th of the n-best of a split sentence joins the
+        k-th hypotheses of its parts, and its score is their sum.
         """
-        if max_tokens is not None and max_tokens < 1:
-            raise S2SError(f"max_input_tokens must be at least 1, got {max_tokens}")
-        check_reverse_weight(self.search, self.reverse_tag)  # the search settings may have changed since __init__
-        texts = [s.lower() if self.lowercase else s for s in sentences]
+        if isinstance(sentences, str):
+            raise S2SError("translate takes a list of sentences, not one string: translate([text])")
+        if any(not isinstance(s, str) for s in sentences):
+            bad = next(s for s in sentences if not isinstance(s, str))
+            raise S2SError(f"translate takes a list of str; got an item of type {type(bad).__name__}")
+        search, max_tokens, split_long, generator = self._call_settings(options)
+        texts = [clean(s.lower() if self.lowercase else s) for s in sentences]
         ids = self.tokenizers.src.encode(texts)  # untagged: a both-directions model's tag goes before every part
         parts = [self._parts(i, max_tokens, split_long) if text.strip() else [] for i, text in zip(ids, texts)]
         prefix = list(self.tokenizers.src_prefix)
-        decoded = iter(self._decode([prefix + p for ps in parts for p in ps], return_attention))
+        decoded = iter(self._decode([prefix + p for ps in parts for p in ps], attention, search, generator))
         return [self._translation(i, ps, [next(decoded) for _ in ps]) for i, ps in zip(ids, parts)]
+
+    def _call_settings(self, options: dict) -> tuple[SearchConfig, int | None, bool, torch.Generator]:
+        """One call's search config, input limit, long-line rule and generator, with its options checked."""
+        check_decoding_options(options)
+        search = dataclasses.replace(self.search, **{k: v for k, v in options.items() if k in SEARCH_OPTIONS})
+        check_reverse_weight(search, self.reverse_tag)
+        max_tokens = options.get("max_input_tokens", self.max_input_tokens)
+        if max_tokens is not None and max_tokens < 1:
+            raise S2SError(f"max_input_tokens must be at least 1, got {max_tokens}")
+        long_lines = options.get("long_lines", "split")
+        if long_lines not in ("split", "truncate"):
+            raise S2SError(f"long_lines must be 'split' or 'truncate', got {long_lines!r}")
+        generator = self.generator
+        if options.get("seed") is not None:
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(options["seed"])
+        return search, max_tokens, long_lines == "split", generator
 
     def _parts(self, ids: list[int], max_tokens: int | None, split_long: bool) -> list[list[int]]:
         if not ids:
@@ -108,28 +194,32 @@ class Translator:
         pieces = [self.tokenizers.src.id_to_piece(i) for i in ids]
         return [ids[start:end] for start, end in split_spans(pieces, max_tokens)]
 
-    def _decode(self, sources: list[list[int]], with_attention: bool) -> list[tuple[list[Hypothesis], torch.Tensor | None]]:
+    def _decode(
+        self, sources: list[list[int]], with_attention: bool, search: SearchConfig, generator: torch.Generator
+    ) -> list[tuple[list[Hypothesis], torch.Tensor | None]]:
         """n-best hypotheses (and the best one's attention) per source, batched by similar length."""
+        if search.batch_size < 1:
+            raise S2SError(f"batch_size must be at least 1, got {search.batch_size}")
         results: list = [None] * len(sources)
         order = sorted(range(len(sources)), key=lambda i: len(sources[i]))  # similar lengths together: little padding
-        for start in range(0, len(order), self.search.batch_size):
-            chunk = order[start : start + self.search.batch_size]
+        for start in range(0, len(order), search.batch_size):
+            chunk = order[start : start + search.batch_size]
             batch = make_batch([sources[i] for i in chunk], None, chunk).to(self.device)
-            hypotheses = self._search(batch, [sources[i] for i in chunk])
+            hypotheses = self._search(batch, [sources[i] for i in chunk], search, generator)
             weights = forced_attention(self.model, batch, [h[0].tokens for h in hypotheses]) if with_attention else [None] * len(chunk)
             for i, n_best, w in zip(chunk, hypotheses, weights):
                 results[i] = (n_best, w)
         return results
 
-    def _search(self, batch: Batch, sources: list[list[int]]) -> list[list[Hypothesis]]:
+    def _search(self, batch: Batch, sources: list[list[int]], search: SearchConfig, generator: torch.Generator) -> list[list[Hypothesis]]:
         """n-best per sentence of `batch`; with search.reverse_weight the whole beam, reranked."""
-        weight = self.search.reverse_weight
-        if not weight or self.search.beam_size <= 1:
-            return decode(self.model, batch, self.search, self.generator)
-        whole_beam = dataclasses.replace(self.search, n_best=self.search.beam_size)
-        hypotheses = decode(self.model, batch, whole_beam, self.generator)
+        weight = search.reverse_weight
+        if not weight or search.beam_size <= 1:
+            return decode(self.model, batch, search, generator)
+        whole_beam = dataclasses.replace(search, n_best=search.beam_size)
+        hypotheses = decode(self.model, batch, whole_beam, generator)
         untagged = [ids[len(self.tokenizers.src_prefix) :] for ids in sources]
-        return rerank_hypotheses(self.model, untagged, hypotheses, self.reverse_tag, weight, self.search.n_best, self.device)
+        return rerank_hypotheses(self.model, untagged, hypotheses, self.reverse_tag, weight, search.n_best, self.device)
 
     def _translation(self, ids: list[int], parts: list[list[int]], decoded: list[tuple[list[Hypothesis], torch.Tensor | None]]) -> Translation:
         if not parts:
@@ -157,6 +247,35 @@ class Translator:
             source=[label for part in parts for label in [src.id_to_piece(i) for i in prefix + part] + [EOS_LABEL]],
             target=[label for out in outputs for label in [tgt.id_to_piece(i) for i in out] + [EOS_LABEL]],
         )
+
+
+def check_decoding_options(options: dict) -> None:
+    """Unknown options (with the closest valid name) and wrong types raise S2SError."""
+    hints = typing.get_type_hints(DecodingOptions)
+    for name, value in options.items():
+        if name == "precision":
+            raise S2SError("precision is chosen when the model is loaded: s2s.load(path, precision='bf16'), not per call")
+        if name not in hints:
+            close = difflib.get_close_matches(name, DECODING_OPTIONS, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else f" (options: {', '.join(DECODING_OPTIONS)})"
+            raise S2SError(f"unknown decoding option {name!r}{hint}")
+        if not _has_type(value, hints[name]):
+            raise S2SError(f"decoding option {name} must be {_type_name(hints[name])}, got {value!r}")
+
+
+def _has_type(value: object, kind: object) -> bool:
+    """bool is not an int here, an int is a float, None only where Optional."""
+    allowed = typing.get_args(kind) if typing.get_origin(kind) is typing.Union else (kind,)
+    if value is None:
+        return type(None) in allowed
+    if isinstance(value, bool):
+        return bool in allowed
+    return any(isinstance(value, int if t is int else (int, float) if t is float else t) for t in allowed if t is not type(None))  # type: ignore[arg-type]
+
+
+def _type_name(kind: object) -> str:
+    allowed = typing.get_args(kind) if typing.get_origin(kind) is typing.Union else (kind,)
+    return " or ".join("None" if t is type(None) else t.__name__ for t in allowed)  # type: ignore[union-attr]
 
 
 def check_reverse_weight(search: SearchConfig, reverse_tag: tuple[int, ...]) -> None:
@@ -249,4 +368,5 @@ def load_translator(
     model = build_model(cfg, tokenizers)
     model.load_state_dict(state["model"])
     search = override_search(cfg.search, search_overrides or [])
-    return Translator(model, tokenizers, search, target, cfg.data.lowercase, reverse_tag), cfg, run_dir
+    translator = Translator(model, tokenizers, search, target, cfg.data.lowercase, reverse_tag, config=cfg, max_input_tokens=cfg.data.max_len)
+    return translator, cfg, run_dir

@@ -58,12 +58,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 # ----- shared pieces ------------------------------------------------------------------------------
 def reference_config(data_dir: str):
+    from omegaconf import OmegaConf
+
     from s2s.config import Attention, Cell, Config, CorpusFormat, DataConfig, ModelConfig, SubwordConfig
+    from s2s.overrides import CONF_DIR
 
     cfg = Config()
     cfg.data = DataConfig(name="multi30k", format=CorpusFormat.text, dir=data_dir, src_lang="de", tgt_lang="en", valid_split="val",
-                          test_split="test_2016_flickr", subword=SubwordConfig(vocab_size=8000, joint=True), max_len=100)
-    cfg.model = ModelConfig(embedding_size=256)
+                          test_split="test_2016_flickr", subword=SubwordConfig(vocab_size=8000, joint=True), max_len=100, max_tokens=2000)
+    base = OmegaConf.load(os.path.join(CONF_DIR, "model", "base.yaml"))  # the reference shape: model=base
+    cfg.model = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), base))
     cfg.model.encoder.cell, cfg.model.encoder.hidden_size = Cell.lstm, 256
     cfg.model.decoder.cell, cfg.model.decoder.hidden_size, cfg.model.decoder.attention = Cell.lstm, 512, Attention.bahdanau
     cfg.trainer.tensorboard = False
@@ -215,12 +219,12 @@ def part_decode(args: argparse.Namespace, run_dir: str, precision: str, with_bat
     for name, beam, batch_size, count in modes:
         translator.search.beam_size, translator.search.batch_size = beam, batch_size
         chosen = sources[:count]
-        translator.translate(chosen[: max(batch_size * 2, 8)])  # warm-up
+        translator.translate_detailed(chosen[: max(batch_size * 2, 8)], max_input_tokens=None)  # warm-up
         speeds = []
         for _ in range(args.repeats):
             _sync()
             started = time.perf_counter()
-            outputs = translator.translate(chosen)
+            outputs = translator.translate_detailed(chosen, max_input_tokens=None)
             _sync()
             speeds.append(len(chosen) / (time.perf_counter() - started))
         key = name.replace("_b1", "") + "_sent_per_s" + ("_b1" if name.endswith("_b1") else "")

@@ -127,7 +127,7 @@ def measure(directory: str, args: argparse.Namespace) -> dict:
     phases = {}
     started = time.perf_counter()
     cfg = DataConfig(
-        name="synthetic", format=CorpusFormat.text, dir=directory, src_lang="src", tgt_lang="tgt", max_tokens=args.max_tokens,
+        name="synthetic", format=CorpusFormat.text, dir=directory, src_lang="src", tgt_lang="tgt", max_tokens=args.max_tokens, max_len=100,
         subword=SubwordConfig(vocab_size=args.vocab_size, max_sentences=args.max_sentences),
     )
     data = prepare_training_data(cfg, os.path.join(directory, "run"), seed=0)

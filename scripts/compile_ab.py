@@ -56,11 +56,11 @@ def decode_speed(args: argparse.Namespace, compiled: bool) -> float:
     sources = list(load_split(cfg.data, cfg.data.test_split)["src"])[: args.sentences]
     if compiled:
         translator.model.step = torch.compile(translator.model.step, dynamic=True)
-    translator.translate(sources)  # warm-up (and compilation)
+    translator.translate_detailed(sources, max_input_tokens=None)  # warm-up (and compilation)
     speeds = []
     for _ in range(3):
         started = time.perf_counter()
-        translator.translate(sources)
+        translator.translate_detailed(sources, max_input_tokens=None)
         speeds.append(len(sources) / (time.perf_counter() - started))
     return statistics.median(speeds)
 

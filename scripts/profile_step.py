@@ -19,9 +19,12 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from omegaconf import OmegaConf  # noqa: E402
+
 from s2s.batching import make_batch  # noqa: E402
 from s2s.config import ModelConfig, SearchConfig  # noqa: E402
 from s2s.model.seq2seq import Seq2Seq  # noqa: E402
+from s2s.overrides import CONF_DIR  # noqa: E402
 from s2s.precision import bf16_runs  # noqa: E402
 from s2s.search import decode  # noqa: E402
 from s2s.trainer import token_loss  # noqa: E402
@@ -44,7 +47,8 @@ def main() -> None:
         raise SystemExit(f"error: --bf16 needs a CPU with bf16 kernels (AVX512 or better); this one is {torch.backends.cpu.get_cpu_capability()}")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = Seq2Seq(ModelConfig(), args.vocab, args.vocab)  # the defaults are the reference shape
+    base = OmegaConf.load(os.path.join(CONF_DIR, "model", "base.yaml"))  # the reference shape: model=base
+    model = Seq2Seq(OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), base)), args.vocab, args.vocab)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)  # as the trainer makes it
     ids = lambda n: torch.randint(4, args.vocab, (args.batch, n)).tolist()  # noqa: E731
     batch = make_batch(ids(args.src_len - 1), ids(args.tgt_len - 1), list(range(args.batch)))

@@ -24,7 +24,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from s2s.average import average_weights, last_kept  # noqa: E402
+from s2s.commands.average import average_weights, last_kept  # noqa: E402
 from s2s.corpus import load_split  # noqa: E402
 from s2s.errors import user_errors_exit  # noqa: E402
 from s2s.metrics import score  # noqa: E402
@@ -67,7 +67,7 @@ def main() -> None:
                 translator.search.beam_size, translator.search.length_penalty, translator.search.n_best = beam, alpha, 1
                 translator.search.reverse_weight = reverse_weight
                 started = time.perf_counter()
-                outputs = translator.translate(sources)
+                outputs = translator.translate_detailed(sources, max_input_tokens=None)
                 seconds = time.perf_counter() - started
                 metrics = score([o.text for o in outputs], references)
                 length = sum(len(o.text.split()) for o in outputs) / max(len(outputs), 1)

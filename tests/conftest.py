@@ -10,10 +10,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from s2s.config import Config
+from s2s.config import Config, register_configs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONF_DIR = os.path.join(ROOT, "conf")
+CONF_DIR = os.path.join(ROOT, "s2s", "conf")
 
 # Small enough to train in seconds on 2 CPU cores, big enough to learn something.
 TINY = [
@@ -34,6 +34,7 @@ TINY = [
 
 def make_config(*overrides: str) -> Config:
     """The typed config that `python -m s2s.train OVERRIDES...` would run with."""
+    register_configs()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         composed = compose("config", overrides=list(overrides))
     return OmegaConf.to_object(composed)

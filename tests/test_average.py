@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from s2s import checkpoint
-from s2s.average import AverageOptions, average
+from s2s.commands.average import AverageOptions, average
+from s2s.commands.train import run
 from s2s.errors import S2SError
-from s2s.train import run
 from tests.conftest import TINY, make_config, run_cli
 
 

@@ -8,11 +8,10 @@ import datasets
 import numpy as np
 import pytest
 import torch
-
 from helpers import random_ids
+
 from s2s.batching import TrainBatches, make_batch, pad, token_budget_batches
 from s2s.subwords import BOS, EOS, PAD
-
 
 # ---------------------------------------------------------------- pad
 

@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from s2s.batching import make_batch
+from s2s.commands.train import run
+from s2s.commands.translate import TranslateOptions, translate_stream
 from s2s.config import CorpusFormat, DataConfig, SubwordConfig
 from s2s.data import prepare_training_data
 from s2s.errors import S2SError
@@ -17,8 +19,6 @@ from s2s.precision import bf16_runs
 from s2s.rerank import _batches, rerank, reverse_scores, sequence_log_probs
 from s2s.search import decode
 from s2s.subwords import UNK, direction_tag, train_tokenizers
-from s2s.train import run
-from s2s.translate import TranslateOptions, translate_stream
 from s2s.translator import load_translator
 from tests.conftest import make_config
 from tests.test_data import _write_corpus
@@ -140,13 +140,13 @@ def test_a_two_way_model_learns_both_directions_and_translates_toward_its_target
     translator, cfg, _ = load_translator(run_dir, which="last", device="cpu")
     assert cfg.data.both_directions
     german, english = ["der Hund läuft", "Katze schläft klein", "rot groß Katze"], ["the dog runs", "cat sleeps small", "red big cat"]
-    assert [t.text for t in translator.translate(german + [""])] == english + [""]  # toward data.tgt_lang
-    assert translator.translate(["der Hund"])[0].src_pieces[0] != direction_tag("en")  # the tag is not shown as source text
+    assert [t.text for t in translator.translate_detailed(german + [""])] == english + [""]  # toward data.tgt_lang
+    assert translator.translate_detailed(["der Hund"])[0].src_pieces[0] != direction_tag("en")  # the tag is not shown as source text
     backward, reversed_cfg, _ = load_translator(run_dir, which="last", device="cpu", reverse=True)
     assert (reversed_cfg.data.src_lang, reversed_cfg.data.tgt_lang) == ("en", "de")
     pieces = translator.tokenizers.src
     assert translator.reverse_tag == (pieces.piece_to_id("<2de>"),) and backward.reverse_tag == (pieces.piece_to_id("<2en>"),)
-    assert [t.text for t in backward.translate(english)] == german
+    assert [t.text for t in backward.translate_detailed(english)] == german
     sink = io.StringIO()
     source = io.BytesIO("".join(line + "\n" for line in english).encode())
     translate_stream(TranslateOptions(run=run_dir, checkpoint="last", device="cpu", reverse=True), [], source, sink, log=io.StringIO())
@@ -165,7 +165,7 @@ def test_teacher_forced_log_probs_equal_the_search_scores(two_way_run):
     translator.search.length_penalty = 0.0  # beam scores are then plain log-probabilities
     cpu = torch.device("cpu")
     for source, ids in zip(sources, translator.tokenizers.encode_src(sources)):
-        hypotheses = translator._search(make_batch([ids], None, [0]), [ids])[0]
+        hypotheses = translator._search(make_batch([ids], None, [0]), [ids], translator.search, translator.generator)[0]
         forced = sequence_log_probs(translator.model, [ids] * len(hypotheses), [h.tokens for h in hypotheses], cpu)
         assert forced == pytest.approx([h.score for h in hypotheses], abs=1e-4)
     assert sequence_log_probs(translator.model, [[5, 6], []], [[], [7]], cpu) == [float("-inf")] * 2
@@ -204,9 +204,9 @@ def test_rerank_adds_the_weighted_reverse_score_and_keeps_the_beam_order_on_ties
 def test_translator_reranks_the_whole_beam_by_the_reverse_score(two_way_run):
     translator, _, _ = load_translator(two_way_run, which="last", device="cpu", search_overrides=["beam_size=4", "n_best=2"])
     sources = ["der Hund läuft", "Katze schläft klein", ""]
-    plain = translator.translate(sources)
+    plain = translator.translate_detailed(sources)
     translator.search.reverse_weight = 1.0
-    reranked = translator.translate(sources)
+    reranked = translator.translate_detailed(sources)
     assert [len(t.n_best) for t in reranked] == [2, 2, 1] and reranked[2].text == ""
     assert [t.text for t in reranked[:2]] == [t.text for t in plain[:2]] == ["the dog runs", "cat sleeps small"]
     ids = translator.tokenizers.encode_src(sources[:1])
@@ -222,7 +222,7 @@ def test_reranking_runs_with_reduced_precision_weights(two_way_run, precision):
     if precision == "bf16" and not bf16_runs(torch.device("cpu")):
         pytest.skip("this CPU has no bf16 kernels")
     translator, _, _ = load_translator(two_way_run, which="last", device="cpu", search_overrides=["beam_size=4", f"precision={precision}", "reverse_weight=1"])
-    assert [t.text for t in translator.translate(["der Hund läuft", "Katze schläft klein"])] == ["the dog runs", "cat sleeps small"]
+    assert [t.text for t in translator.translate_detailed(["der Hund läuft", "Katze schläft klein"])] == ["the dog runs", "cat sleeps small"]
 
 
 @pytest.mark.parametrize("override, message", [

@@ -8,9 +8,9 @@ import pickle
 
 import pytest
 import torch
+from helpers import tiny_model
 
 import s2s.checkpoint as checkpoint
-from helpers import tiny_model
 from s2s.checkpoint import checkpoint_path, latest_run, load, resolve_checkpoint, save_atomic
 from s2s.errors import S2SError
 

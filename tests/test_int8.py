@@ -6,9 +6,9 @@ import random
 
 import pytest
 import torch
+from helpers import half_trained_model, random_ids
 from torch import nn
 
-from helpers import half_trained_model, random_ids
 from s2s.batching import make_batch
 from s2s.config import Attention, Cell, Precision, SearchConfig
 from s2s.errors import S2SError
@@ -94,13 +94,13 @@ def test_translator_with_int8_keeps_the_run_model_fp32(trained_run):
     assert isinstance(translator.model.decoder.output, Int8Linear)
     fp32, _, _ = load_translator(trained_run, "best", "cpu")
     sentences = ["3 March 1998", "", "Dienstag, 9. November 1989"]
-    outputs = translator.translate(sentences)
+    outputs = translator.translate_detailed(sentences)
     assert len(outputs) == 3 and outputs[1].text == "" and all(o.text for o in (outputs[0], outputs[2]))
     assert isinstance(fp32.model.decoder.output, nn.Linear)
 
 
 def test_training_refuses_int8_before_it_starts(tmp_path):
-    from s2s.train import run
+    from s2s.commands.train import run
 
     with pytest.raises(S2SError, match=r"trainer\.precision=int8 is for decoding only"):
         run(make_config(*TINY, "trainer.precision=int8"), str(tmp_path / "run"))

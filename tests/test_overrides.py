@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from s2s.cli import parse_overrides
+from s2s.commands.translate import USAGE, TranslateOptions
 from s2s.config import SearchConfig
 from s2s.errors import S2SError
 from s2s.overrides import check_overrides, config_keys, group_options
-from s2s.translate import USAGE, TranslateOptions
 from s2s.translator import override_search
 
 # ---------------------------------------------------------------- training overrides (Hydra syntax)

@@ -60,7 +60,7 @@ def test_bf16_without_kernels_is_a_one_line_error_naming_the_option(monkeypatch)
 
 def test_training_and_decoding_refuse_bf16_without_kernels(monkeypatch, trained_run, tmp_path):
     _cpu_with(monkeypatch, avx512_bf16=False, amx=False, onednn_bf16=False)
-    from s2s.train import run
+    from s2s.commands.train import run
 
     with pytest.raises(S2SError, match="trainer.precision=bf16"):
         run(make_config(*TINY, "trainer.precision=bf16"), str(tmp_path / "run"))

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from s2s import checkpoint
+from s2s.commands.train import run
 from s2s.errors import S2SError
-from s2s.train import run
 from tests.conftest import TINY
 from tests.test_train import make_config
 
@@ -110,7 +110,7 @@ def test_diverging_run_stops_with_a_clear_error(tmp_path, monkeypatch):
     import s2s.trainer as train_module
 
     original = train_module.token_loss
-    monkeypatch.setattr(train_module, "token_loss", lambda l, g, s: original(l, g, s) * (float("inf") if torch.is_grad_enabled() else 1.0))
+    monkeypatch.setattr(train_module, "token_loss", lambda logits, gold, smoothing: original(logits, gold, smoothing) * (float("inf") if torch.is_grad_enabled() else 1.0))
     with pytest.raises(S2SError, match="4 non-finite losses or gradients in a row"):
         run(make_config(*DETERMINISTIC, "trainer.max_bad_steps=4"), str(tmp_path / "run"))
 

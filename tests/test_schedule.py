@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from s2s import checkpoint
+from s2s.commands.train import run
 from s2s.errors import S2SError
 from s2s.schedule import budget_fraction, linear_decay_lr, warmup_factor
-from s2s.train import run
 from tests.conftest import TINY
 from tests.test_train import make_config
 

@@ -7,8 +7,8 @@ import random
 
 import pytest
 import torch
-
 from helpers import half_trained_model, random_batch, random_ids, sequence_log_prob, tiny_model
+
 from s2s.batching import make_batch
 from s2s.config import Attention, Cell, SearchConfig
 from s2s.errors import S2SError

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from s2s import checkpoint
+from s2s.commands.train import run
 from s2s.config import Attention, Cell, Config
-from s2s.train import run
-from tests.conftest import CONF_DIR, TINY, make_config
+from tests.conftest import ROOT, TINY, make_config
 
 
 def test_defaults_compose_into_typed_config():
@@ -77,7 +77,7 @@ def test_loss_falls_and_best_checkpoint_holds_the_best_metric(tmp_path):
     assert best["progress"]["step"] == trained["best_step"]
 
 
-@pytest.mark.parametrize("multi30k", [os.path.join(os.path.dirname(CONF_DIR), "..", "shared", "data", "multi30k")])
+@pytest.mark.parametrize("multi30k", [os.path.join(ROOT, "..", "shared", "data", "multi30k")])
 def test_multi30k_local_files_load_in_both_directions(multi30k):
     from s2s.corpus import load_split
 

@@ -18,12 +18,12 @@ from omegaconf import OmegaConf
 
 from s2s.batching import make_batch
 from s2s.cli import parse_overrides
+from s2s.commands.translate import USAGE, TranslateOptions, translate_stream
 from s2s.errors import S2SError
 from s2s.precision import bf16_runs
 from s2s.search import greedy
 from s2s.subwords import UNK, load_tokenizers
 from s2s.text import clean, split_spans
-from s2s.translate import USAGE, TranslateOptions, translate_stream
 from s2s.translator import forced_attention, load_translator
 from tests.conftest import CONF_DIR, TINY, run_cli
 
@@ -267,7 +267,7 @@ def test_forced_attention_equals_greedy_search_attention(trained_run):
 
 
 def test_attention_plots_of_a_model_without_attention_is_a_clear_error(tmp_path):
-    from s2s.train import run
+    from s2s.commands.train import run
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         composed = compose("config", overrides=[*TINY, "model.decoder.attention=none", "trainer.max_steps=2", "trainer.valid_every=2"])
@@ -320,7 +320,7 @@ def test_bf16_decoding_uses_a_bf16_copy_and_stays_close_to_fp32(trained_run):
     assert {p.dtype for p in bf16.model.parameters()} == {torch.bfloat16}
     assert {p.dtype for p in fp32.model.parameters()} == {torch.float32}
     lines = ["3 March 1998", "Dienstag, 9. November 1989", "12/31/1999", ""]
-    exact, rounded = fp32.translate(lines), bf16.translate(lines)
+    exact, rounded = fp32.translate_detailed(lines), bf16.translate_detailed(lines)
     assert len(rounded) == len(lines) and rounded[-1].text == ""
     for a, b in zip(exact[:3], rounded[:3]):
         (_, score_a), (_, score_b) = a.n_best[0], b.n_best[0]

@@ -1,0 +1,125 @@
+"""`python -m s2s.evaluate [run=PATH] [split=NAME]` or `python -m s2s.evaluate hyp=FILE ref=FILE`
+
+Translates a split of the run's corpus (default: its test split) and scores it with
+sacrebleu, or scores existing hypothesis and reference files. Prints BLEU and chrF
+with their signatures; the last line of stdout is one JSON object of the metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+
+from tqdm import tqdm
+
+from s2s.cli import parse_overrides
+from s2s.corpus import load_split
+from s2s.errors import S2SError, user_errors_exit
+from s2s.metrics import score
+from s2s.translator import load_translator
+
+USAGE = __doc__ + """
+Options (key=value):
+  run=PATH           training run directory or checkpoint (default: the latest run under outputs/)
+  checkpoint=best    best | last | averaged (python -m s2s.average) | step-N (trainer.keep_checkpoints)
+  split=NAME         corpus split to translate (default: the run's data.test_split)
+  data_dir=PATH      read the corpus from here instead of the run's data.dir
+  hyp=FILE ref=FILE  score these files instead of translating (one sentence per line)
+  output=FILE        also write the hypotheses here
+  device=auto        auto | cpu | cuda | cuda:N
+  reverse=true       translate and score the other direction (a model trained with data.both_directions)
+  lang=xx            also BLEU on lowercased, Moses-tokenized text with xx's rules
+                     (default: the run's target language; with hyp/ref files: off)
+  search.KEY=VALUE   decoding options, as for s2s.translate
+"""
+
+
+@dataclass
+class EvaluateOptions:
+    run: str | None = None  # run directory or checkpoint
+    checkpoint: str = "best"  # best | last | averaged | step-N
+    split: str | None = None  # default: the run's data.test_split
+    data_dir: str | None = None  # default: the run's data.dir
+    hyp: str | None = None  # hypotheses file (with ref=): score without a model
+    ref: str | None = None  # references file
+    output: str | None = None  # write the hypotheses here
+    device: str = "auto"
+    lang: str | None = None  # target language for Moses-tokenized BLEU (default: the run's data.tgt_lang; files: none)
+    reverse: bool = False  # the other direction, tgt_lang -> src_lang (a model trained with data.both_directions)
+
+
+def read_lines(path: str) -> list[str]:
+    """Lines of a UTF-8 file, split on '\\n' only (the same rule translate uses)."""
+    try:
+        with open(path, encoding="utf-8", newline="") as file:
+            lines = [line.rstrip("\r") for line in file.read().split("\n")]
+    except FileNotFoundError:
+        raise S2SError(f"file {path} does not exist") from None
+    except UnicodeDecodeError as error:
+        raise S2SError(f"{path} is not valid UTF-8 (byte {error.start})") from None
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
+def translate_split(options: EvaluateOptions, search: list[str]) -> tuple[list[str], list[str], str, str | None]:
+    translator, cfg, run_dir = load_translator(options.run, options.checkpoint, options.device, search, options.reverse)
+    if options.data_dir is not None:
+        cfg.data.dir = options.data_dir
+    split = options.split or cfg.data.test_split
+    dataset = load_split(cfg.data, split, cfg.seed)
+    sources, references = list(dataset["src"]), list(dataset["tgt"])
+    hypotheses: list[str] = []
+    step = 256
+    for start in tqdm(range(0, len(sources), step), desc=f"translate {split}", unit="chunk", disable=None):
+        hypotheses += translator.translate(sources[start : start + step], max_input_tokens=None)  # whole sentences, as scored so far
+    if cfg.data.lowercase:
+        references = [r.lower() for r in references]
+    language = options.lang or (cfg.data.tgt_lang if cfg.data.format.value != "dates" else None)
+    return hypotheses, references, f"{run_dir} split {split!r} ({len(sources)} sentences)", language
+
+
+def evaluate(options: EvaluateOptions, search: list[str]) -> dict:
+    """Score as the command does and print the report; returns the metrics."""
+    metrics, what = compute_metrics(options, search)
+    print_report(metrics, what)
+    return metrics
+
+
+def compute_metrics(options: EvaluateOptions, search: list[str]) -> tuple[dict, str]:
+    """The metrics (with their sacreBLEU signatures) and a description of what was scored."""
+    if (options.hyp is None) != (options.ref is None):
+        raise S2SError("give both hyp=FILE and ref=FILE, or neither")
+    if options.hyp is not None:
+        hypotheses, references = read_lines(options.hyp), read_lines(options.ref)
+        what, language = f"{options.hyp} against {options.ref}", options.lang
+        if len(hypotheses) != len(references):
+            raise S2SError(f"{options.hyp} has {len(hypotheses)} lines but {options.ref} has {len(references)}")
+    else:
+        hypotheses, references, what, language = translate_split(options, search)
+    if not references:
+        raise S2SError(f"nothing to score in {what}")
+    if options.output:
+        with open(options.output, "w", encoding="utf-8") as file:
+            file.writelines(h + "\n" for h in hypotheses)
+    return score(hypotheses, references, moses_lang=language), what
+
+
+def print_report(metrics: dict, what: str) -> None:
+    print(f"scored {what}")
+    print(f"BLEU  {metrics['bleu']:6.2f}   {metrics['bleu_signature']}")
+    print(f"BLEU  {metrics['bleu_lc']:6.2f}   {metrics['bleu_lc_signature']}  (lowercased)")
+    if "bleu_lc_moses" in metrics:
+        print(f"BLEU  {metrics['bleu_lc_moses']:6.2f}   {metrics['bleu_lc_moses_signature']}  (lowercased, Moses-tokenized)")
+    print(f"chrF  {metrics['chrf']:6.2f}   {metrics['chrf_signature']}")
+    print(f"exact {metrics['exact_match']:6.2f}%")
+
+
+def main(argv: list[str] | None = None) -> None:
+    with user_errors_exit():
+        options, search = parse_overrides(sys.argv[1:] if argv is None else argv, EvaluateOptions, USAGE)
+        metrics = evaluate(options, search)
+        print(json.dumps({k: metrics[k] for k in ("bleu", "bleu_lc", "bleu_lc_moses", "chrf", "exact_match") if k in metrics}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""`python -m s2s.translate [--run PATH] [--beam-size 5 ...] < input.txt > output.txt`
+
+Reads UTF-8 text, one sentence per line, and writes exactly one detokenized
+translation per input line, in order, whatever the line holds: blank lines give
+blank lines, control characters and line separators are read as spaces, and
+characters the model never saw are unknown subwords. Input is read and
+translated in chunks, so files of any size stream through.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from enum import Enum
+from typing import BinaryIO, Iterator, TextIO
+
+from tqdm import tqdm
+
+from s2s.checkpoint import check_name as check_checkpoint_name
+from s2s.cli import parse_overrides
+from s2s.errors import S2SError, user_errors_exit
+from s2s.text import clean, decode_line
+from s2s.translator import Translation, Translator, load_translator
+
+USAGE = __doc__ + """
+Options, as --flag VALUE or key=value (--foo-bar X is foo_bar=X):
+  --run PATH               training run directory or checkpoint file (default: the latest run under outputs/)
+  --checkpoint best        best | last | averaged (python -m s2s.average) | step-N (trainer.keep_checkpoints)
+  --device auto            auto | cpu | cuda | cuda:N
+  --chunk-lines 1000       lines read and translated at a time
+  --seed 0                 seeds sampling (search.sampling=true): same seed, same samples
+  --scores                 write `translation<TAB>score`; with --n-best N, N such pairs per line
+  --beam-size N            beam search with N hypotheses (1 = greedy)          = search.beam_size=N
+  --n-best N               print the N best hypotheses with scores (<= beam)    = search.n_best=N
+  --batch-size N           sentences per decoding batch                         = search.batch_size=N
+  --precision fp32         fp32 | bf16 | auto | int8: bf16 weights and activations, about 2x faster
+                           on CPUs with AVX512-BF16 and on GPUs (scores stay fp32); auto: bf16 only
+                           where native; int8: int8 matrix multiplies on a CPU (any x86 with AVX2),
+                           at a few tenths of BLEU                              = search.precision=P
+  --long-lines split       split | truncate: lines of more than --max-input-tokens subwords are
+                           translated in parts joined by a space (split), or cut with a warning
+  --max-input-tokens N     source subwords per translation (default: the run's data.max_len)
+  --reverse                translate the other way (target to source language) with a model trained
+                           with data.both_directions=true
+  --on-invalid-utf8 error  error | replace: stop at input that is not UTF-8, or read it with U+FFFD
+  --attention-plots DIR    write an attention heatmap DIR/line-000001.png per non-empty line
+  search.KEY=VALUE         any decoding option (beam_size, length_penalty, n_best, max_len_a,
+                           max_len_b, batch_size, precision, sampling, temperature, top_k), also as
+                           --search.KEY VALUE; default: the run's own
+"""
+
+
+class InvalidUtf8(str, Enum):
+    error = "error"  # stop with one error line naming the input line
+    replace = "replace"  # decode with U+FFFD in place of the bad bytes and translate
+
+
+class LongLines(str, Enum):
+    split = "split"  # translate in parts of at most max_input_tokens subwords; join the outputs with a space
+    truncate = "truncate"  # translate only the first max_input_tokens subwords; warn on stderr
+
+
+@dataclass
+class TranslateOptions:
+    run: str | None = None  # run directory or checkpoint (default: latest under outputs/)
+    checkpoint: str = "best"  # best | last | averaged | step-N
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    chunk_lines: int = 1000  # lines per chunk
+    scores: bool = False  # append scores to each line (implied by search.n_best > 1)
+    attention_plots: str | None = None  # directory for one attention heatmap PNG per non-empty line
+    on_invalid_utf8: InvalidUtf8 = InvalidUtf8.error  # what to do with bytes that are not UTF-8
+    long_lines: LongLines = LongLines.split  # what to do with lines over max_input_tokens subwords
+    max_input_tokens: int | None = None  # source subwords per translation (default: the run's data.max_len)
+    seed: int = 0  # seeds sampling (search.sampling=true): the same seed gives the same samples
+    reverse: bool = False  # translate tgt_lang -> src_lang (a model trained with data.both_directions)
+
+
+def read_chunks(stream: BinaryIO, size: int, replace_invalid: bool = False) -> Iterator[list[str]]:
+    """Cleaned lines of a byte stream, `size` at a time; lines end at '\\n' only, so none is lost or added."""
+    chunk: list[str] = []
+    for number, raw in enumerate(stream, start=1):
+        chunk.append(clean(decode_line(raw, number, replace_invalid)))
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def one_line(text: str) -> str:
+    """Keep the one-line-per-input promise even if a piece decodes to a line break."""
+    return " ".join(text.splitlines()) if text else ""
+
+
+def format_line(translation: Translation, with_scores: bool) -> str:
+    if not with_scores:
+        return one_line(translation.text)
+    return "\t".join(f"{one_line(text)}\t{score:.4f}" for text, score in translation.n_best)
+
+
+def check_options(options: TranslateOptions) -> None:
+    """The checks that need no model, so a mistake fails before a checkpoint is loaded."""
+    if options.chunk_lines < 1:
+        raise S2SError("chunk_lines must be at least 1")
+    check_checkpoint_name(options.checkpoint)
+    if options.max_input_tokens is not None and options.max_input_tokens < 1:
+        raise S2SError(f"max_input_tokens must be at least 1, got {options.max_input_tokens}")
+
+
+def prepare_plots(directory: str, translator: Translator) -> None:
+    if not translator.has_attention:
+        raise S2SError("this model has no attention to plot (it was trained with model.decoder.attention=none)")
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as error:
+        raise S2SError(f"cannot make the attention plot directory {directory}: {error.strerror}") from None
+
+
+def translate_stream(
+    options: TranslateOptions, search_overrides: list[str], source: BinaryIO, sink: TextIO, log: TextIO | None = None
+) -> int:
+    """Translate every line of `source` into `sink`, one line each; warnings and progress go to `log`
+    (default stderr). Returns the number of lines."""
+    log = log if log is not None else sys.stderr
+    check_options(options)
+    translator, cfg, _ = load_translator(options.run, options.checkpoint, options.device, search_overrides, options.reverse)
+    translator.generator.manual_seed(options.seed)
+    max_tokens = options.max_input_tokens if options.max_input_tokens is not None else cfg.data.max_len
+    plots = options.attention_plots
+    if plots is not None:
+        prepare_plots(plots, translator)
+        from s2s.plots import save_attention_heatmap  # matplotlib takes a while to import; only plots need it
+    with_scores = options.scores or translator.search.n_best > 1  # n-best lists are only useful with their scores
+    count = 0
+    with tqdm(desc="translate", unit="line", disable=None, file=log) as bar:
+        for chunk in read_chunks(source, options.chunk_lines, options.on_invalid_utf8 == InvalidUtf8.replace):
+            translations = translator.translate_detailed(
+                chunk, attention=plots is not None, max_input_tokens=max_tokens, long_lines=options.long_lines.value
+            )
+            for number, translation in enumerate(translations, start=count + 1):
+                if translation.truncated:
+                    tqdm.write(
+                        f"warning: line {number} has {translation.src_length} subwords; truncated to {max_tokens} "
+                        "(use --long-lines split to translate it in full)",
+                        file=log,
+                    )
+                if plots is not None and translation.attention is not None:
+                    save_attention_heatmap(os.path.join(plots, f"line-{number:06d}.png"), translation.attention, f"line {number}")
+                sink.write(format_line(translation, with_scores) + "\n")
+            sink.flush()
+            count += len(chunk)
+            bar.update(len(chunk))
+    return count
+
+
+def main(argv: list[str] | None = None) -> None:
+    with user_errors_exit():
+        options, search = parse_overrides(sys.argv[1:] if argv is None else argv, TranslateOptions, USAGE)
+        sys.stdout.reconfigure(encoding="utf-8")  # type: ignore[attr-defined]  # UTF-8 out, whatever the locale
+        try:
+            translate_stream(options, search, sys.stdin.buffer, sys.stdout)
+        except BrokenPipeError:  # the reader stopped early (`| head`): not an error of ours
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail again
+            sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
