@@ -54,14 +54,11 @@ def train(overrides: list[str] | None = None, config_dir: str | None = None) -> 
     from s2s.config import Config, register_configs
     from s2s.overrides import CONF_DIR, check_overrides
 
-    overrides = list(overrides or [])
-    if any(not isinstance(o, str) for o in overrides) or isinstance(overrides, str):
+    if isinstance(overrides, str) or any(not isinstance(o, str) for o in overrides or []):
         raise S2SError("s2s.train takes a list of override strings, e.g. ['trainer.max_steps=300']")
-    extra = []
-    if config_dir is not None:
-        check_overrides(["--config-dir", config_dir])
-        extra = [f"hydra.searchpath=[file://{os.path.abspath(config_dir)}]"]
-    check_overrides(overrides + (["--config-dir", config_dir] if config_dir else []))
+    overrides = list(overrides or [])
+    check_overrides(overrides + (["--config-dir", config_dir] if config_dir is not None else []))
+    extra = [f"hydra.searchpath=[file://{os.path.abspath(config_dir)}]"] if config_dir is not None else []
     register_configs()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         composed = compose("config", overrides=overrides + extra, return_hydra_config=True)

@@ -156,8 +156,8 @@ class Translator:
         """
         if isinstance(sentences, str):
             raise S2SError("translate takes a list of sentences, not one string: translate([text])")
-        if any(not isinstance(s, str) for s in sentences):
-            bad = next(s for s in sentences if not isinstance(s, str))
+        bad = next((s for s in sentences if not isinstance(s, str)), None)
+        if bad is not None:
             raise S2SError(f"translate takes a list of str; got an item of type {type(bad).__name__}")
         search, max_tokens, split_long, generator = self._call_settings(options)
         texts = [clean(s.lower() if self.lowercase else s) for s in sentences]

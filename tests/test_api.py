@@ -191,6 +191,21 @@ def test_train_composes_a_users_config_dir_on_top_of_the_packaged_configs(tmp_pa
         s2s.train(["model.embeding_size=3"])
 
 
+def test_the_decoding_options_cover_every_search_setting_but_precision():
+    import dataclasses
+
+    from s2s.config import SearchConfig
+
+    search = {f.name for f in dataclasses.fields(SearchConfig)} - {"precision"}
+    assert search <= set(s2s.DecodingOptions.__annotations__)
+    assert set(s2s.DecodingOptions.__annotations__) - search == {"max_input_tokens", "long_lines", "seed"}
+
+
+def test_a_string_of_overrides_is_refused():
+    with pytest.raises(s2s.S2SError, match="list of override strings"):
+        s2s.train("trainer.max_steps=3")  # type: ignore[arg-type]
+
+
 def test_the_api_functions_survive_importing_the_command_modules():
     for name in ("train", "translate", "evaluate", "average"):
         importlib.import_module(f"s2s.commands.{name}")
