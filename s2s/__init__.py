@@ -11,7 +11,18 @@ __version__ = "0.2.0"
 
 from s2s.api import evaluate, load, train  # noqa: E402
 from s2s.config import Config  # noqa: E402
+from s2s.decoding.translator import Alignment, DecodingOptions, Translation, Translator  # noqa: E402
 from s2s.errors import S2SError  # noqa: E402
-from s2s.translator import Alignment, DecodingOptions, Translation, Translator  # noqa: E402
 
-__all__ = ["Alignment", "Config", "DecodingOptions", "S2SError", "Translation", "Translator", "__version__", "evaluate", "load", "train"]
+__all__ = [
+    "Alignment",
+    "Config",
+    "DecodingOptions",
+    "S2SError",
+    "Translation",
+    "Translator",
+    "__version__",
+    "evaluate",
+    "load",
+    "train",
+]

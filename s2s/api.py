@@ -16,8 +16,8 @@ import logging
 import os
 from typing import Any
 
+from s2s.decoding.translator import SEARCH_OPTIONS, Translator, check_decoding_options, load_translator
 from s2s.errors import S2SError
-from s2s.translator import SEARCH_OPTIONS, Translator, check_decoding_options, load_translator
 
 LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"  # as the command line's train.log
 
@@ -50,9 +50,9 @@ def train(overrides: list[str] | None = None, config_dir: str | None = None) -> 
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf, open_dict
 
+    from s2s.arguments import CONF_DIR, check_overrides
     from s2s.commands.train import run
     from s2s.config import Config, register_configs
-    from s2s.overrides import CONF_DIR, check_overrides
 
     if isinstance(overrides, str) or any(not isinstance(o, str) for o in overrides or []):
         raise S2SError("s2s.train takes a list of override strings, e.g. ['trainer.max_steps=300']")
@@ -100,8 +100,16 @@ def evaluate(
     if per_call_only:
         raise S2SError(f"s2s.evaluate takes search options only, not {', '.join(per_call_only)}")
     search = [f"{key}={value}" for key, value in options.items()] + [f"precision={precision}"]
-    opts = EvaluateOptions(run=os.fspath(path) if path is not None else None, checkpoint=checkpoint, split=split, data_dir=data_dir,
-                           hyp=hypotheses, ref=references, device=device, reverse=reverse)
+    opts = EvaluateOptions(
+        run=os.fspath(path) if path is not None else None,
+        checkpoint=checkpoint,
+        split=split,
+        data_dir=data_dir,
+        hyp=hypotheses,
+        ref=references,
+        device=device,
+        reverse=reverse,
+    )
     metrics, _ = compute_metrics(opts, search)
     return metrics
 

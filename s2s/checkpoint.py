@@ -53,7 +53,9 @@ def load(path: str, device: torch.device | str = "cpu") -> dict[str, Any]:
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except Exception as error:  # truncated, corrupted, or not a checkpoint at all
-        raise S2SError(f"cannot read checkpoint {path}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from None
+        raise S2SError(
+            f"cannot read checkpoint {path}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        ) from None
 
 
 def checkpoint_path(run_dir: str, which: str = "last") -> str:

@@ -18,6 +18,7 @@ from enum import Enum
 from typing import Optional
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 
 class Cell(str, Enum):
@@ -100,8 +101,12 @@ class DataConfig:
     lowercase: bool = False  # lowercase text before tokenization
     max_tokens: int = 3000  # token budget per batch (padded source or target, whichever is larger)
     sort_first: SortFirst = SortFirst.target  # which side's length groups the training batches first: target | source
-    both_directions: bool = False  # also train tgt->src on the swapped pairs: one model, sources tagged <2lang> (joint vocabulary)
-    reverse_fraction: float = 1.0  # both_directions: the share of the training pairs also read swapped (a seeded random subset)
+    both_directions: bool = (
+        False  # also train tgt->src on the swapped pairs: one model, sources tagged <2lang> (joint vocabulary)
+    )
+    reverse_fraction: float = (
+        1.0  # both_directions: the share of the training pairs also read swapped (a seeded random subset)
+    )
     generated_train_size: int = 20000  # format=dates: training examples
     generated_valid_size: int = 500  # format=dates: validation examples
     generated_test_size: int = 1000  # format=dates: test examples
@@ -153,9 +158,15 @@ class OptimConfig:
     plateau_factor: float = 0.5  # plateau: lr multiplier when the metric stalls
     plateau_patience: int = 2  # plateau: validations without improvement before decaying
     min_lr: float = 1e-5  # plateau: lower bound on the learning rate; linear: the rate at the end of the budget
-    decay_start: float = 0.5  # linear: fraction of the budget (max_steps, max_epochs or max_minutes) before the decay begins
-    ema_decay: float = 0.0  # validate, translate with an exponential moving average of the weights (e.g. 0.999; 0 = off)
-    rdrop_alpha: float = 0.0  # R-Drop: each batch twice through dropout, + alpha/2 x (KL(p||q) + KL(q||p)) per pair (0 = off)
+    decay_start: float = (
+        0.5  # linear: fraction of the budget (max_steps, max_epochs or max_minutes) before the decay begins
+    )
+    ema_decay: float = (
+        0.0  # validate, translate with an exponential moving average of the weights (e.g. 0.999; 0 = off)
+    )
+    rdrop_alpha: float = (
+        0.0  # R-Drop: each batch twice through dropout, + alpha/2 x (KL(p||q) + KL(q||p)) per pair (0 = off)
+    )
 
 
 @dataclass
@@ -169,7 +180,9 @@ class SearchConfig:
     temperature: float = 1.0  # sampling: softmax temperature
     top_k: int = 0  # sampling: keep only the k most likely tokens (0 = all)
     batch_size: int = 64  # sentences per decoding batch
-    precision: Precision = Precision.fp32  # fp32, bf16 weights and activations (log-probabilities stay fp32), auto, or int8 (CPU)
+    precision: Precision = (
+        Precision.fp32
+    )  # fp32, bf16 weights and activations (log-probabilities stay fp32), auto, or int8 (CPU)
     reverse_weight: float = 0.0  # beam: rerank the beam by + weight * log p(source | candidate) per source subword (data.both_directions models; 0 = off)
 
 
@@ -184,7 +197,9 @@ class TrainerConfig:
     early_stopping_metric: str = "exact_match"  # bleu, chrf, exact_match, loss or ppl
     early_stopping_patience: int = 0  # stop after N validations without improvement (0 = never)
     log_every: int = 100  # write a log line every N updates
-    keep_checkpoints: int = 0  # also keep the last N validations' weights as checkpoints/step-N.pt, for `python -m s2s.average` (0 = none)
+    keep_checkpoints: int = (
+        0  # also keep the last N validations' weights as checkpoints/step-N.pt, for `python -m s2s.average` (0 = none)
+    )
     resume: Optional[str] = None  # "auto": continue this run dir; or a run dir / checkpoint to continue
     init_from: Optional[str] = None  # fine-tune: start from this run dir / checkpoint's weights (and vocabulary)
     reset_optimizer: bool = True  # fine-tune: fresh optimizer state instead of the checkpoint's
@@ -192,7 +207,9 @@ class TrainerConfig:
     reset_best: bool = True  # fine-tune: forget the checkpoint's best validation score
     max_bad_steps: int = 10  # stop after this many non-finite losses or gradients in a row
     tensorboard: bool = True  # write TensorBoard scalars to <run>/tensorboard
-    precision: Precision = Precision.fp32  # fp32, bf16 autocast for the forward pass, or auto (bf16 where native and a bf16 multiply measures 1.5x fp32)
+    precision: Precision = (
+        Precision.fp32
+    )  # fp32, bf16 autocast for the forward pass, or auto (bf16 where native and a bf16 multiply measures 1.5x fp32)
     progress_bar: bool = True  # tqdm progress bar (only shown when stderr is a terminal)
 
 
@@ -211,3 +228,9 @@ class Config:
 def register_configs() -> None:
     """Register the schema so that s2s/conf/config.yaml is validated against `Config`."""
     ConfigStore.instance().store(name="s2s_schema", node=Config)
+
+
+def config_from_dict(values: dict) -> Config:
+    """Rebuild a typed Config from the plain dict stored in a checkpoint."""
+    merged = OmegaConf.merge(OmegaConf.structured(Config), values)
+    return OmegaConf.to_object(merged)  # type: ignore[return-value]

@@ -49,7 +49,10 @@ def moses_bleu(hypotheses: list[str], references: list[str], lang: str) -> dict[
 
     bleu = sacrebleu.metrics.BLEU(tokenize="none", force=True)
     result = bleu.corpus_score(tokenized(hypotheses), [tokenized(references)])
-    return {"bleu_lc_moses": round(result.score, 2), "bleu_lc_moses_signature": f"{bleu.get_signature()}|pre:moses-{lang}-lc"}
+    return {
+        "bleu_lc_moses": round(result.score, 2),
+        "bleu_lc_moses_signature": f"{bleu.get_signature()}|pre:moses-{lang}-lc",
+    }
 
 
 def perplexity(loss: float) -> float:

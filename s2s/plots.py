@@ -10,26 +10,30 @@ from __future__ import annotations
 
 import warnings
 
+import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-
-from s2s.translator import Alignment
 
 INCHES_PER_LABEL = 0.3
 MAX_INCHES = 60  # 6000 pixels at 100 dpi: very long lines get crowded labels rather than huge files
 
 
-def save_attention_heatmap(path: str, alignment: Alignment, title: str = "") -> None:
-    """Write `alignment` as a PNG heatmap to `path` (weights in [0, 1], one cell per subword pair)."""
-    weights = alignment.weights.float().numpy()  # (T', S')
+def save_attention_heatmap(
+    path: str, weights: torch.Tensor, source: list[str], target: list[str], title: str = ""
+) -> None:
+    """Write attention `weights` (T', S') in [0, 1] as a PNG heatmap to `path`, one cell per subword pair.
+
+    `source` labels the S' columns and `target` the T' rows (an `s2s.Alignment` holds all three).
+    """
+    weights = weights.float().numpy()  # (T', S')
     rows, columns = weights.shape
     size = (min(MAX_INCHES, 2.5 + INCHES_PER_LABEL * columns), min(MAX_INCHES, 2.0 + INCHES_PER_LABEL * rows))
     figure = Figure(figsize=size, dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     image = axes.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest")
-    axes.set_xticks(range(columns), [_label(p) for p in alignment.source], rotation=90, fontsize=8)
-    axes.set_yticks(range(rows), [_label(p) for p in alignment.target], fontsize=8)
+    axes.set_xticks(range(columns), [_label(p) for p in source], rotation=90, fontsize=8)
+    axes.set_yticks(range(rows), [_label(p) for p in target], fontsize=8)
     axes.set_xlabel("source subwords")
     axes.set_ylabel("output subwords")
     if title:

@@ -68,7 +68,11 @@ def bf16_matmul_speedup() -> float:
         return min(timings)
 
     speedup = best_seconds(torch.float32) / best_seconds(torch.bfloat16)
-    log.info("a bf16 matrix multiply runs %.2fx as fast as fp32 on this CPU (precision auto takes bf16 from %.1fx)", speedup, BF16_MIN_SPEEDUP)
+    log.info(
+        "a bf16 matrix multiply runs %.2fx as fast as fp32 on this CPU (precision auto takes bf16 from %.1fx)",
+        speedup,
+        BF16_MIN_SPEEDUP,
+    )
     return speedup
 
 
@@ -93,7 +97,9 @@ def resolve_precision(requested: Precision, device: torch.device, option: str, d
         if not decoding:
             raise S2SError(f"{option}=int8 is for decoding only (search.precision=int8); train in fp32, bf16 or auto")
         if device.type != "cpu":
-            raise S2SError(f"{option}=int8 runs on CPUs only (torch's int8 kernels); on {device.type} use {option}=bf16 or fp32")
+            raise S2SError(
+                f"{option}=int8 runs on CPUs only (torch's int8 kernels); on {device.type} use {option}=bf16 or fp32"
+            )
         return requested
     if requested == Precision.auto:
         return Precision.bf16 if bf16_measured_faster(device) else Precision.fp32

@@ -4,7 +4,7 @@
 
 Measures the reference shape (embeddings 256, BiLSTM 256 per direction, LSTM decoder 512
 with Bahdanau attention and input feeding, joint sentencepiece vocabulary 8000) and, with
---run, a recipe's own model. Training speed uses the real training step (s2s.trainer);
+--run, a recipe's own model. Training speed uses the real training step (s2s.training.trainer);
 decoding speed uses the real translator on test_2016_flickr, batches of 64 and at most 100
 output tokens, and needs trained runs (--reference-run, --run) so that output lengths are
 realistic. Steady state only: warm-up steps first, then several repetitions, median reported.
@@ -38,7 +38,9 @@ sys.path.insert(0, ROOT)
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default=os.path.join(ROOT, "..", "shared", "data", "multi30k"), help="Multi30k files")
+    parser.add_argument(
+        "--data-dir", default=os.path.join(ROOT, "..", "shared", "data", "multi30k"), help="Multi30k files"
+    )
     parser.add_argument("--run", help="a trained recipe run directory (its own model is measured too)")
     parser.add_argument("--reference-run", help="a trained reference-shape run directory, for decoding speed")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -48,9 +50,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--target-tokens", type=int, default=900, help="mean target tokens per training batch")
     parser.add_argument("--decode-sentences", type=int, default=1000, help="test sentences decoded in batches of 64")
     parser.add_argument("--b1-sentences", type=int, default=100, help="test sentences decoded one at a time")
-    parser.add_argument("--all-precisions", action="store_true",
-                        help="measure int8 and bf16 wherever they run (default: beside fp32 only the one precision=auto would use, "
-                             "and the reference shape's bf16 training)")
+    parser.add_argument(
+        "--all-precisions",
+        action="store_true",
+        help="measure int8 and bf16 wherever they run (default: beside fp32 only the one precision=auto would use, "
+        "and the reference shape's bf16 training)",
+    )
     parser.add_argument("--part", help=argparse.SUPPRESS)  # internal: run one part in a child process
     parser.add_argument("--model", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -60,16 +65,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def reference_config(data_dir: str):
     from omegaconf import OmegaConf
 
+    from s2s.arguments import CONF_DIR
     from s2s.config import Attention, Cell, Config, CorpusFormat, DataConfig, ModelConfig, SubwordConfig
-    from s2s.overrides import CONF_DIR
 
     cfg = Config()
-    cfg.data = DataConfig(name="multi30k", format=CorpusFormat.text, dir=data_dir, src_lang="de", tgt_lang="en", valid_split="val",
-                          test_split="test_2016_flickr", subword=SubwordConfig(vocab_size=8000, joint=True), max_len=100, max_tokens=2000)
+    cfg.data = DataConfig(
+        name="multi30k",
+        format=CorpusFormat.text,
+        dir=data_dir,
+        src_lang="de",
+        tgt_lang="en",
+        valid_split="val",
+        test_split="test_2016_flickr",
+        subword=SubwordConfig(vocab_size=8000, joint=True),
+        max_len=100,
+        max_tokens=2000,
+    )
     base = OmegaConf.load(os.path.join(CONF_DIR, "model", "base.yaml"))  # the reference shape: model=base
     cfg.model = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), base))
     cfg.model.encoder.cell, cfg.model.encoder.hidden_size = Cell.lstm, 256
-    cfg.model.decoder.cell, cfg.model.decoder.hidden_size, cfg.model.decoder.attention = Cell.lstm, 512, Attention.bahdanau
+    cfg.model.decoder.cell, cfg.model.decoder.hidden_size, cfg.model.decoder.attention = (
+        Cell.lstm,
+        512,
+        Attention.bahdanau,
+    )
     cfg.trainer.tensorboard = False
     cfg.trainer.progress_bar = False
     return cfg
@@ -85,7 +104,7 @@ def flops_per_token(cfg, src_vocab: int, tgt_vocab: int, src_per_tgt: float, mea
     embed, hidden_enc, hidden_dec = m.embedding_size, enc.hidden_size, dec.hidden_size
     gates = {"lstm": 4, "peephole_lstm": 4, "gru": 3, "rnn": 1}
     context = 2 * hidden_enc
-    feed = (embed if m.tie_target_embeddings else hidden_dec)
+    feed = embed if m.tie_target_embeddings else hidden_dec
     macs_src = 0.0
     width = embed
     for _ in range(enc.num_layers):  # both directions
@@ -94,7 +113,9 @@ def flops_per_token(cfg, src_vocab: int, tgt_vocab: int, src_per_tgt: float, mea
     attention = dec.attention.value
     if attention in ("bahdanau", "luong_general"):
         macs_src += context * hidden_dec  # keys projected once per source token
-    step_input = embed + (feed if dec.input_feeding and attention != "none" else 0) + (context if attention == "none" else 0)
+    step_input = (
+        embed + (feed if dec.input_feeding and attention != "none" else 0) + (context if attention == "none" else 0)
+    )
     macs_tgt = 0.0
     width = step_input
     for _ in range(dec.num_layers):
@@ -125,9 +146,8 @@ def matmul_peak_gflops(dtype_name: str, trials: int = 7, size: int = 2048) -> fl
 def part_train(args: argparse.Namespace, precision: str) -> dict:
     import torch
 
-    from s2s.config import Precision
-    from s2s.trainer import Trainer
-    from s2s.translator import config_from_dict
+    from s2s.config import Precision, config_from_dict
+    from s2s.training.trainer import Trainer
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -140,7 +160,9 @@ def part_train(args: argparse.Namespace, precision: str) -> dict:
     cfg.trainer.precision = Precision(precision)
     cfg.device = "cpu" if not torch.cuda.is_available() else "cuda"
     with tempfile.TemporaryDirectory() as run_dir:
-        cfg.data.max_tokens = _max_tokens_for(cfg, args.target_tokens, run_dir) if args.model == "reference" else cfg.data.max_tokens
+        cfg.data.max_tokens = (
+            _max_tokens_for(cfg, args.target_tokens, run_dir) if args.model == "reference" else cfg.data.max_tokens
+        )
         trainer = Trainer(cfg, run_dir)
         batches = trainer.data.train.epoch_batches(0)
         made = [trainer.data.train.batch(b) for b in batches[: args.warmup + args.train_steps * args.repeats]]
@@ -162,8 +184,14 @@ def part_train(args: argparse.Namespace, precision: str) -> dict:
             "batch_target_tokens": tgt_tokens / len(made),
             "max_tokens": cfg.data.max_tokens,
             "params": sum(p.numel() for p in trainer.model.parameters()),
-            "flops_per_tok": flops_per_token(cfg, trainer.data.tokenizers.src.get_piece_size(), trainer.data.tokenizers.tgt.get_piece_size(),
-                                             src_tokens / tgt_tokens, src_tokens / sum(len(b.src_lengths) for b in made)) * 3,
+            "flops_per_tok": flops_per_token(
+                cfg,
+                trainer.data.tokenizers.src.get_piece_size(),
+                trainer.data.tokenizers.tgt.get_piece_size(),
+                src_tokens / tgt_tokens,
+                src_tokens / sum(len(b.src_lengths) for b in made),
+            )
+            * 3,
             "peak_rss_mb": peak_rss_mb(),
         }
 
@@ -183,8 +211,8 @@ def _sync() -> None:
 
 def _max_tokens_for(cfg, target_tokens: int, run_dir: str) -> int:
     """The token budget whose batches hold `target_tokens` real target tokens on average."""
-    from s2s.batching import token_budget_batches
-    from s2s.data import prepare_training_data
+    from s2s.data.batching import token_budget_batches
+    from s2s.data.pipeline import prepare_training_data
 
     data = prepare_training_data(cfg.data, run_dir, cfg.seed)
     src, tgt = data.train.src_lengths, data.train.tgt_lengths
@@ -201,13 +229,20 @@ def part_decode(args: argparse.Namespace, run_dir: str, precision: str, with_bat
     """Sentences/s decoding test2016 in batches of 64 (and one at a time), at most 100 output tokens; BLEU of the batched output."""
     import torch
 
-    from s2s.corpus import load_split
+    from s2s.data.corpus import load_split
+    from s2s.decoding.translator import load_translator
     from s2s.metrics import score
-    from s2s.translator import load_translator
 
     torch.set_num_threads(args.threads)
     results: dict = {}
-    overrides = ["batch_size=64", "max_len_a=0", "max_len_b=100", "beam_size=1", "length_penalty=1.0", f"precision={precision}"]
+    overrides = [
+        "batch_size=64",
+        "max_len_a=0",
+        "max_len_b=100",
+        "beam_size=1",
+        "length_penalty=1.0",
+        f"precision={precision}",
+    ]
     translator, cfg, _ = load_translator(run_dir, "best", "auto", overrides)
     cfg.data.dir = args.data_dir
     test = load_split(cfg.data, cfg.data.test_split)
@@ -239,14 +274,34 @@ def part_decode(args: argparse.Namespace, run_dir: str, precision: str, with_bat
 
 
 def run_part(args: argparse.Namespace, *extra: str) -> dict:
-    command = [sys.executable, os.path.abspath(__file__), *extra, "--data-dir", args.data_dir, "--threads", str(args.threads),
-               "--train-steps", str(args.train_steps), "--warmup", str(args.warmup), "--repeats", str(args.repeats),
-               "--target-tokens", str(args.target_tokens), "--decode-sentences", str(args.decode_sentences), "--b1-sentences", str(args.b1_sentences)]
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        *extra,
+        "--data-dir",
+        args.data_dir,
+        "--threads",
+        str(args.threads),
+        "--train-steps",
+        str(args.train_steps),
+        "--warmup",
+        str(args.warmup),
+        "--repeats",
+        str(args.repeats),
+        "--target-tokens",
+        str(args.target_tokens),
+        "--decode-sentences",
+        str(args.decode_sentences),
+        "--b1-sentences",
+        str(args.b1_sentences),
+    ]
     if args.run:
         command += ["--run", args.run]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
-        raise SystemExit(f"error: benchmark part {extra} failed: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.returncode}")
+        raise SystemExit(
+            f"error: benchmark part {extra} failed: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.returncode}"
+        )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -270,7 +325,12 @@ def main() -> None:
     started = time.perf_counter()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     bf16_ok = bf16_runs(device)  # without bf16 kernels (e.g. an AVX2-only CPU) the bf16 parts are left out, as null
-    out: dict = {"threads": args.threads, "device": device.type, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "bf16": bf16_ok}
+    out: dict = {
+        "threads": args.threads,
+        "device": device.type,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "bf16": bf16_ok,
+    }
     out["matmul_peak_gflops"] = round(matmul_peak_gflops("float32"), 1)
     out["matmul_peak_gflops_bf16"] = round(matmul_peak_gflops("bfloat16"), 1) if bf16_ok else None
 
@@ -285,12 +345,21 @@ def main() -> None:
         return run_part(args, *extra) if wanted else None
 
     ref32 = part("--part=train-fp32", "--model", "reference")
-    ref16 = run_part(args, "--part=train-bf16", "--model", "reference") if bf16_ok else None  # the issue's table asks for it
-    out.update(ref_train_tok_per_s=round(ref32["tok_per_s"]), ref_train_tok_per_s_bf16=ref16 and round(ref16["tok_per_s"]),
-               ref_flops_per_tok=round(ref32["flops_per_tok"]), ref_params=ref32["params"],
-               ref_batch_target_tokens=round(ref32["batch_target_tokens"]), ref_max_tokens=ref32["max_tokens"],
-               train_peak_rss_mb=round(max(r["peak_rss_mb"] for r in (ref32, ref16) if r)))
-    out["ref_train_peak_fraction"] = round(ref32["tok_per_s"] * ref32["flops_per_tok"] / 1e9 / out["matmul_peak_gflops"], 3)
+    ref16 = (
+        run_part(args, "--part=train-bf16", "--model", "reference") if bf16_ok else None
+    )  # the issue's table asks for it
+    out.update(
+        ref_train_tok_per_s=round(ref32["tok_per_s"]),
+        ref_train_tok_per_s_bf16=ref16 and round(ref16["tok_per_s"]),
+        ref_flops_per_tok=round(ref32["flops_per_tok"]),
+        ref_params=ref32["params"],
+        ref_batch_target_tokens=round(ref32["batch_target_tokens"]),
+        ref_max_tokens=ref32["max_tokens"],
+        train_peak_rss_mb=round(max(r["peak_rss_mb"] for r in (ref32, ref16) if r)),
+    )
+    out["ref_train_peak_fraction"] = round(
+        ref32["tok_per_s"] * ref32["flops_per_tok"] / 1e9 / out["matmul_peak_gflops"], 3
+    )
     decode_rss = []
     if args.reference_run:
         fp32 = part(f"--part=decode-fp32-b1={args.reference_run}")
@@ -298,20 +367,36 @@ def main() -> None:
         int8 = part(f"--part=decode-int8={args.reference_run}", int8=True)
         out.update({f"ref_{k}": round(v, 2) for k, v in fp32.items() if k != "peak_rss_mb"})
         for name, result in (("bf16", bf16), ("int8", int8)):
-            out.update({f"ref_{k}_{name}": result and round(result[k], 2) for k in fp32 if k not in ("peak_rss_mb", "mean_ref_len") and not k.endswith("_b1")})
+            out.update(
+                {
+                    f"ref_{k}_{name}": result and round(result[k], 2)
+                    for k in fp32
+                    if k not in ("peak_rss_mb", "mean_ref_len") and not k.endswith("_b1")
+                }
+            )
         decode_rss += [r["peak_rss_mb"] for r in (fp32, bf16, int8) if r]
     if args.run:
         own = part("--part=train-fp32", "--model", "recipe")
         own16 = part("--part=train-bf16", "--model", "recipe", bf16=True)
-        out.update(train_tok_per_s=round(own["tok_per_s"]), train_tok_per_s_bf16=own16 and round(own16["tok_per_s"]), params=own["params"],
-                   flops_per_tok=round(own["flops_per_tok"]),
-                   train_peak_fraction=round(own["tok_per_s"] * own["flops_per_tok"] / 1e9 / out["matmul_peak_gflops"], 3))
+        out.update(
+            train_tok_per_s=round(own["tok_per_s"]),
+            train_tok_per_s_bf16=own16 and round(own16["tok_per_s"]),
+            params=own["params"],
+            flops_per_tok=round(own["flops_per_tok"]),
+            train_peak_fraction=round(own["tok_per_s"] * own["flops_per_tok"] / 1e9 / out["matmul_peak_gflops"], 3),
+        )
         fp32 = part(f"--part=decode-fp32={args.run}")
         bf16 = part(f"--part=decode-bf16={args.run}", bf16=True)
         int8 = part(f"--part=decode-int8={args.run}", int8=True)
         out.update({k: round(v, 2) for k, v in fp32.items() if k not in ("peak_rss_mb", "mean_ref_len")})
         for name, result in (("bf16", bf16), ("int8", int8)):
-            out.update({f"{k}_{name}": result and round(result[k], 2) for k in fp32 if k not in ("peak_rss_mb", "mean_ref_len")})
+            out.update(
+                {
+                    f"{k}_{name}": result and round(result[k], 2)
+                    for k in fp32
+                    if k not in ("peak_rss_mb", "mean_ref_len")
+                }
+            )
         decode_rss += [r["peak_rss_mb"] for r in (fp32, bf16, int8) if r]
     if decode_rss:
         out["decode_peak_rss_mb"] = round(max(decode_rss))

@@ -3,7 +3,7 @@
 For each size N, a synthetic parallel corpus of N lines (random words, 5-30 per line) is
 written to a temporary directory as train.src / train.tgt (+ a small valid split). A fresh
 Python process then runs what training runs before its first step,
-`s2s.data.prepare_training_data` (plain-text files, sentencepiece vocabulary 8000 learnt
+`s2s.data.pipeline.prepare_training_data` (plain-text files, sentencepiece vocabulary 8000 learnt
 from at most 200,000 sentences), and goes through one epoch of batches, making every
 Batch. It reports its peak resident set size (getrusage ru_maxrss) and wall time. Its
 datasets cache starts empty, so the time includes turning the text files into Arrow.
@@ -39,15 +39,32 @@ CHUNK_LINES = 100_000
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog="The last stdout line is a JSON summary.")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 4_000_000], help="corpus sizes in lines (default: 1000000 4000000)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog="The last stdout line is a JSON summary."
+    )
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[1_000_000, 4_000_000],
+        help="corpus sizes in lines (default: 1000000 4000000)",
+    )
     parser.add_argument("--vocab-size", type=int, default=8000, help="sentencepiece vocabulary size (default: 8000)")
-    parser.add_argument("--max-sentences", type=int, default=200_000, help="sentencepiece trains on at most this many sentences (default: 200000)")
+    parser.add_argument(
+        "--max-sentences",
+        type=int,
+        default=200_000,
+        help="sentencepiece trains on at most this many sentences (default: 200000)",
+    )
     parser.add_argument("--max-tokens", type=int, default=2000, help="token budget per batch (default: 2000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic corpus (default: 0)")
-    parser.add_argument("--workdir", default=None, help="where the temporary corpora go (default: the system temp directory)")
+    parser.add_argument(
+        "--workdir", default=None, help="where the temporary corpora go (default: the system temp directory)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the generated corpora and caches")
-    parser.add_argument("--child", metavar="DIR", help=argparse.SUPPRESS)  # internal: measure one corpus in this process
+    parser.add_argument(
+        "--child", metavar="DIR", help=argparse.SUPPRESS
+    )  # internal: measure one corpus in this process
     return parser.parse_args(argv)
 
 
@@ -120,14 +137,20 @@ def measure(directory: str, args: argparse.Namespace) -> dict:
     import torch
 
     from s2s.config import CorpusFormat, DataConfig, SubwordConfig
-    from s2s.data import prepare_training_data
+    from s2s.data.pipeline import prepare_training_data
 
     torch.set_num_threads(1)
     anon = AnonPeak()
     phases = {}
     started = time.perf_counter()
     cfg = DataConfig(
-        name="synthetic", format=CorpusFormat.text, dir=directory, src_lang="src", tgt_lang="tgt", max_tokens=args.max_tokens, max_len=100,
+        name="synthetic",
+        format=CorpusFormat.text,
+        dir=directory,
+        src_lang="src",
+        tgt_lang="tgt",
+        max_tokens=args.max_tokens,
+        max_len=100,
         subword=SubwordConfig(vocab_size=args.vocab_size, max_sentences=args.max_sentences),
     )
     data = prepare_training_data(cfg, os.path.join(directory, "run"), seed=0)
@@ -141,8 +164,16 @@ def measure(directory: str, args: argparse.Namespace) -> dict:
         tokens += batch.num_tgt_tokens
     phases["epoch_s"] = time.perf_counter() - mark
     seconds = time.perf_counter() - started
-    arrow_files = [os.path.join(d, f) for root in (os.environ.get("HF_DATASETS_CACHE", ""), os.path.dirname(data.train.pairs.cache_files[0]["filename"]))
-                   for d, _, names in os.walk(root) for f in names if f.endswith(".arrow")]
+    arrow_files = [
+        os.path.join(d, f)
+        for root in (
+            os.environ.get("HF_DATASETS_CACHE", ""),
+            os.path.dirname(data.train.pairs.cache_files[0]["filename"]),
+        )
+        for d, _, names in os.walk(root)
+        for f in names
+        if f.endswith(".arrow")
+    ]
     return {
         "arrow_mb": sum(os.path.getsize(f) for f in arrow_files) / 2**20,
         "lines": data.counts["read"],
@@ -166,10 +197,24 @@ def run_size(lines: int, args: argparse.Namespace) -> dict:
     try:
         began = time.perf_counter()
         write_corpus(directory, lines, args.seed)
-        print(f"{lines:,} lines written to {directory} in {time.perf_counter() - began:.0f} s", file=sys.stderr, flush=True)
+        print(
+            f"{lines:,} lines written to {directory} in {time.perf_counter() - began:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
         env = dict(os.environ, HF_DATASETS_CACHE=os.path.join(directory, "hf-cache"), TMPDIR=directory)
-        child = [sys.executable, os.path.abspath(__file__), "--child", directory, "--vocab-size", str(args.vocab_size),
-                 "--max-sentences", str(args.max_sentences), "--max-tokens", str(args.max_tokens)]
+        child = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--child",
+            directory,
+            "--vocab-size",
+            str(args.vocab_size),
+            "--max-sentences",
+            str(args.max_sentences),
+            "--max-tokens",
+            str(args.max_tokens),
+        ]
         result = subprocess.run(child, env=env, stdout=subprocess.PIPE, text=True, check=False)
         if result.returncode != 0:
             sys.exit(f"error: the measurement of {lines} lines failed (exit status {result.returncode})")
@@ -187,15 +232,46 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(measure(args.child, args)))
         return
     results = [run_size(lines, args) for lines in args.sizes]
-    header = ("lines", "kept", "batches", "peak RSS MB", "peak anon MB", "file-backed MB", "Arrow files MB", "prepare s", "epoch s", "total s")
+    header = (
+        "lines",
+        "kept",
+        "batches",
+        "peak RSS MB",
+        "peak anon MB",
+        "file-backed MB",
+        "Arrow files MB",
+        "prepare s",
+        "epoch s",
+        "total s",
+    )
     print(" ".join(f"{h:>{max(len(h), 10)}}" for h in header))
     for r in results:
-        row = (f"{r['lines']:,}", f"{r['kept']:,}", f"{r['batches']:,}", f"{r['peak_rss_mb']:.0f}", f"{r['peak_anon_mb']:.0f}",
-               f"{r['after_epoch_mb']['RssFile']:.0f}", f"{r['arrow_mb']:.0f}", f"{r['prepare_s']:.1f}", f"{r['epoch_s']:.1f}", f"{r['seconds']:.1f}")
+        row = (
+            f"{r['lines']:,}",
+            f"{r['kept']:,}",
+            f"{r['batches']:,}",
+            f"{r['peak_rss_mb']:.0f}",
+            f"{r['peak_anon_mb']:.0f}",
+            f"{r['after_epoch_mb']['RssFile']:.0f}",
+            f"{r['arrow_mb']:.0f}",
+            f"{r['prepare_s']:.1f}",
+            f"{r['epoch_s']:.1f}",
+            f"{r['seconds']:.1f}",
+        )
         print(" ".join(f"{v:>{max(len(h), 10)}}" for h, v in zip(header, row)))
-    print("file-backed MB: pages of memory-mapped files (mostly the Arrow files) resident at the end; they count in the"
-          " peak RSS, but are page cache the kernel reclaims under memory pressure. Peak anon MB: the process's own memory.")
-    print(json.dumps({"sizes": args.sizes, "peak_rss_mb": [round(r["peak_rss_mb"], 1) for r in results], "seconds": [round(r["seconds"], 1) for r in results]}))
+    print(
+        "file-backed MB: pages of memory-mapped files (mostly the Arrow files) resident at the end; they count in the"
+        " peak RSS, but are page cache the kernel reclaims under memory pressure. Peak anon MB: the process's own memory."
+    )
+    print(
+        json.dumps(
+            {
+                "sizes": args.sizes,
+                "peak_rss_mb": [round(r["peak_rss_mb"], 1) for r in results],
+                "seconds": [round(r["seconds"], 1) for r in results],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -47,8 +47,8 @@ def decode_speed(args: argparse.Namespace, compiled: bool) -> float:
     sentences) would leave recompilations for unseen shapes in the timed passes."""
     import torch
 
-    from s2s.corpus import load_split
-    from s2s.translator import load_translator
+    from s2s.data.corpus import load_split
+    from s2s.decoding.translator import load_translator
 
     overrides = ["batch_size=64", "max_len_a=0", "max_len_b=100", f"beam_size={args.beam}"]
     translator, cfg, _ = load_translator(args.run, "best", "cpu", overrides)
@@ -77,7 +77,9 @@ def train_speed(args: argparse.Namespace, compiled: bool) -> float:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import benchmark
 
-    options = benchmark.parse_args(["--data-dir", args.data_dir, "--threads", str(args.threads), "--warmup", "10", "--model", "reference"])
+    options = benchmark.parse_args(
+        ["--data-dir", args.data_dir, "--threads", str(args.threads), "--warmup", "10", "--model", "reference"]
+    )
     return benchmark.part_train(options, "fp32")["tok_per_s"]
 
 
@@ -99,7 +101,9 @@ def main() -> None:
             command = [sys.executable, os.path.abspath(__file__), *sys.argv[1:], "--child", mode]
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode != 0:
-                raise SystemExit(f"error: the {mode} run failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
+                raise SystemExit(
+                    f"error: the {mode} run failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}"
+                )
             results[mode].append(json.loads(done.stdout.strip().splitlines()[-1])["speed"])
             print(f"{mode:<9} {results[mode][-1]:8.1f} {unit}", flush=True)
     summary = {mode: round(statistics.median(speeds), 1) for mode, speeds in results.items()}

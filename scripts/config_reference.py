@@ -192,10 +192,14 @@ def section_source(group: str) -> str:
     if options:
         default = group_defaults().get(group)
         listed = ", ".join(f"`{o}` (the default)" if o == default else f"`{o}`" for o in options)
-        return (f"Set by the config group `{group}` (`{rel(conf_dir() / group)}/`): {listed}. "
-                f"Pick one with `{group}=OPTION`, or set a single key with `{group}.KEY=VALUE`.")
-    return (f"Set in the `{group}:` section of `{main}` (there is no `{group}` config group); "
-            f"override a key with `{group}.KEY=VALUE`.")
+        return (
+            f"Set by the config group `{group}` (`{rel(conf_dir() / group)}/`): {listed}. "
+            f"Pick one with `{group}=OPTION`, or set a single key with `{group}.KEY=VALUE`."
+        )
+    return (
+        f"Set in the `{group}:` section of `{main}` (there is no `{group}` config group); "
+        f"override a key with `{group}.KEY=VALUE`."
+    )
 
 
 def render_section(section: Section, level: int) -> list[str]:
@@ -205,8 +209,11 @@ def render_section(section: Section, level: int) -> list[str]:
     if "." not in section.path:
         lines += [section_source(group), ""]
     if section.path == "search":
-        lines += ["`python -m s2s.translate` and `python -m s2s.evaluate` decode with the run's own "
-                  "`search` settings; `search.KEY=VALUE` changes them for that call.", ""]
+        lines += [
+            "`python -m s2s.translate` and `python -m s2s.evaluate` decode with the run's own "
+            "`search` settings; `search.KEY=VALUE` changes them for that call.",
+            "",
+        ]
     lines += ["| key | type | default | meaning |", "|---|---|---|---|"]
     for k in section.keys:
         cells = [f"`{k.key}`", escape(k.type), f"`{escape(k.default)}`", escape(k.meaning)]
@@ -247,8 +254,7 @@ def render() -> str:
         "`python -m s2s.translate` and `python -m s2s.evaluate` take `search.KEY=VALUE` "
         "(e.g. `search.beam_size=5`).",
         "",
-        "A key whose type lists values (`lstm | gru`) takes one of them; the choices are explained "
-        "under each table.",
+        "A key whose type lists values (`lstm | gru`) takes one of them; the choices are explained under each table.",
         "",
     ]
     all_sections = sections()

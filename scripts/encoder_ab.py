@@ -23,9 +23,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 import s2s.model.encoder as encoder_module  # noqa: E402
-from s2s.config import Precision  # noqa: E402
-from s2s.trainer import Trainer  # noqa: E402
-from s2s.translator import config_from_dict  # noqa: E402
+from s2s.config import (
+    Precision,  # noqa: E402
+    config_from_dict,  # noqa: E402
+)
+from s2s.training.trainer import Trainer  # noqa: E402
 from scripts.benchmark import ROOT, _max_tokens_for, _yaml, reference_config  # noqa: E402
 
 
@@ -63,9 +65,15 @@ def main() -> None:
                 for batch in chunk:
                     trainer.train_step([batch])
                 speeds[name].append(sum(b.num_tgt_tokens for b in chunk) / (time.perf_counter() - started))
-            print(f"round {r + 1}: " + ", ".join(f"{name} {speeds[name][-1]:,.0f}" for name in paths) + " target tok/s", flush=True)
+            print(
+                f"round {r + 1}: " + ", ".join(f"{name} {speeds[name][-1]:,.0f}" for name in paths) + " target tok/s",
+                flush=True,
+            )
         encoder_module.fused_on_padding = fused
-    print(", ".join(f"{name} median {statistics.median(v):,.0f}" for name, v in speeds.items()) + f" target tok/s ({args.precision})")
+    print(
+        ", ".join(f"{name} median {statistics.median(v):,.0f}" for name, v in speeds.items())
+        + f" target tok/s ({args.precision})"
+    )
 
 
 if __name__ == "__main__":

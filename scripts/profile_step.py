@@ -21,13 +21,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from omegaconf import OmegaConf  # noqa: E402
 
-from s2s.batching import make_batch  # noqa: E402
+from s2s.arguments import CONF_DIR  # noqa: E402
 from s2s.config import ModelConfig, SearchConfig  # noqa: E402
+from s2s.data.batching import make_batch  # noqa: E402
+from s2s.decoding.search import decode  # noqa: E402
 from s2s.model.seq2seq import Seq2Seq  # noqa: E402
-from s2s.overrides import CONF_DIR  # noqa: E402
 from s2s.precision import bf16_runs  # noqa: E402
-from s2s.search import decode  # noqa: E402
-from s2s.trainer import token_loss  # noqa: E402
+from s2s.training.trainer import token_loss  # noqa: E402
 
 
 def main() -> None:
@@ -44,11 +44,15 @@ def main() -> None:
     parser.add_argument("--shapes", action="store_true", help="one row per operator and input shapes")
     args = parser.parse_args()
     if args.bf16 and not bf16_runs(torch.device("cpu")):
-        raise SystemExit(f"error: --bf16 needs a CPU with bf16 kernels (AVX512 or better); this one is {torch.backends.cpu.get_cpu_capability()}")
+        raise SystemExit(
+            f"error: --bf16 needs a CPU with bf16 kernels (AVX512 or better); this one is {torch.backends.cpu.get_cpu_capability()}"
+        )
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     base = OmegaConf.load(os.path.join(CONF_DIR, "model", "base.yaml"))  # the reference shape: model=base
-    model = Seq2Seq(OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), base)), args.vocab, args.vocab)
+    model = Seq2Seq(
+        OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), base)), args.vocab, args.vocab
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)  # as the trainer makes it
     ids = lambda n: torch.randint(4, args.vocab, (args.batch, n)).tolist()  # noqa: E731
     batch = make_batch(ids(args.src_len - 1), ids(args.tgt_len - 1), list(range(args.batch)))
@@ -80,7 +84,9 @@ def main() -> None:
             step()
     print(prof.key_averages(group_by_input_shape=args.shapes).table(sort_by="self_cpu_time_total", row_limit=args.rows))
     tokens = args.batch * args.tgt_len
-    print(f"{seconds * 1000:.1f} ms per {'decoding batch' if args.decode else 'step'}; {tokens / seconds:.0f} target tokens/s")
+    print(
+        f"{seconds * 1000:.1f} ms per {'decoding batch' if args.decode else 'step'}; {tokens / seconds:.0f} target tokens/s"
+    )
 
 
 if __name__ == "__main__":

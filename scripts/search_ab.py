@@ -56,12 +56,12 @@ def main() -> None:
     args = parse_args()
     import torch
 
-    from s2s import search as new_search
-    from s2s.batching import make_batch
-    from s2s.corpus import load_split
+    from s2s.data.batching import make_batch
+    from s2s.data.corpus import load_split
+    from s2s.decoding import search as new_search
+    from s2s.decoding.translator import load_translator
     from s2s.model.int8 import int8_copy
-    from s2s.subwords import EOS
-    from s2s.translator import load_translator
+    from s2s.special_tokens import EOS
 
     torch.set_num_threads(args.threads)
     overrides = ["max_len_a=0", "max_len_b=100", f"beam_size={args.beam}", "length_penalty=1.0"]
@@ -87,7 +87,9 @@ def main() -> None:
     label = f"{args.precision}, {'greedy' if args.beam == 1 else f'beam {args.beam}'}, {len(ids)} sentences"
     for name in ("old", "new"):
         rounds = " / ".join(f"{s:.1f}" for s in speeds[name])
-        print(f"{label}: {name} ({args.rev if name == 'old' else 'working tree'}) {rounds} sent/s, median {statistics.median(speeds[name]):.1f}")
+        print(
+            f"{label}: {name} ({args.rev if name == 'old' else 'working tree'}) {rounds} sent/s, median {statistics.median(speeds[name]):.1f}"
+        )
     print(f"identical outputs: {outputs['old'] == outputs['new']}")
 
 

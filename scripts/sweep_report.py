@@ -109,7 +109,15 @@ def table(jobs: list[Job], keys: list[str], metric: str) -> tuple[list[str], lis
     rows = []
     for job in jobs:
         best = job.metrics.get("best") or {}
-        rows.append([job.name, *(job.overrides.get(k) for k in keys), *(best.get(key) for _, key in scores), job.metrics.get("parameters"), job.metrics.get("train_seconds")])
+        rows.append(
+            [
+                job.name,
+                *(job.overrides.get(k) for k in keys),
+                *(best.get(key) for _, key in scores),
+                job.metrics.get("parameters"),
+                job.metrics.get("train_seconds"),
+            ]
+        )
     return header, rows
 
 
@@ -163,7 +171,11 @@ def plot(path: str, jobs: list[Job], metric: str) -> None:
         by_size.annotate(job.name, (x_size, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
     figure.suptitle("point labels: the job column of leaderboard.md", fontsize=9)
     title = TITLES.get(metric, metric)
-    by_time.set(xlabel="training time (s)", ylabel=f"best validation {title}", title="score against training time (marker size: parameters)")
+    by_time.set(
+        xlabel="training time (s)",
+        ylabel=f"best validation {title}",
+        title="score against training time (marker size: parameters)",
+    )
     by_size.set(xlabel="parameters", ylabel=f"best validation {title}", title="score against model size")
     for axes in (by_time, by_size):
         axes.grid(alpha=0.3)
@@ -176,9 +188,14 @@ def report(sweep_dir: str, out_dir: str, metric: str) -> str:
     """Write leaderboard.md/.csv/.png to out_dir; returns the Markdown table."""
     jobs, unfinished = find_jobs(sweep_dir)
     for name in unfinished:
-        print(f"note: skipped job {name}: no complete metrics.json (still running, failed or interrupted)", file=sys.stderr)
+        print(
+            f"note: skipped job {name}: no complete metrics.json (still running, failed or interrupted)",
+            file=sys.stderr,
+        )
     if not jobs:
-        raise ReportError(f"no finished job under {sweep_dir}: no directory there has both .hydra/overrides.yaml and metrics.json")
+        raise ReportError(
+            f"no finished job under {sweep_dir}: no directory there has both .hydra/overrides.yaml and metrics.json"
+        )
     ranked = rank(jobs, metric)
     header, rows = table(ranked, differing_keys(ranked), metric)
     text = markdown(header, rows)
@@ -191,10 +208,19 @@ def report(sweep_dir: str, out_dir: str, metric: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog="Writes leaderboard.md, leaderboard.csv and leaderboard.png.")
-    parser.add_argument("sweep_dir", metavar="MULTIRUN_DIR", help="a sweep directory, e.g. multirun/2026-11-24/15-40-03")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog="Writes leaderboard.md, leaderboard.csv and leaderboard.png."
+    )
+    parser.add_argument(
+        "sweep_dir", metavar="MULTIRUN_DIR", help="a sweep directory, e.g. multirun/2026-11-24/15-40-03"
+    )
     parser.add_argument("--out", metavar="DIR", help="where to write the leaderboard files (default: MULTIRUN_DIR)")
-    parser.add_argument("--metric", default="bleu", choices=sorted(HIGHER_IS_BETTER), help="rank by this validation metric (default: bleu)")
+    parser.add_argument(
+        "--metric",
+        default="bleu",
+        choices=sorted(HIGHER_IS_BETTER),
+        help="rank by this validation metric (default: bleu)",
+    )
     args = parser.parse_args(argv)
     try:
         text = report(args.sweep_dir, args.out or args.sweep_dir, args.metric)

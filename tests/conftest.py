@@ -40,10 +40,14 @@ def make_config(*overrides: str) -> Config:
     return OmegaConf.to_object(composed)
 
 
-def run_cli(module: str, args: list[str], cwd: str, stdin: bytes | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+def run_cli(
+    module: str, args: list[str], cwd: str, stdin: bytes | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess:
     """Run `python -m <module> args...` in a subprocess; returns the completed process (bytes)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, input=stdin, capture_output=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd, input=stdin, capture_output=True, timeout=timeout, env=env
+    )
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,10 @@ import random
 
 import torch
 
-from s2s.batching import Batch, make_batch
 from s2s.config import Attention, Cell, DecoderConfig, EncoderConfig, ModelConfig
+from s2s.data.batching import Batch, make_batch
 from s2s.model.seq2seq import Seq2Seq
-from s2s.subwords import EOS, PAD
+from s2s.special_tokens import EOS, PAD
 
 FIRST_ID = 4  # ids 0-3 are PAD, UNK, BOS, EOS
 VOCAB = 20

@@ -14,12 +14,35 @@ import torch
 import s2s
 
 # a word-for-word language pair: a tiny model learns it exactly in a few hundred updates
-LEXICON = {"der": "the", "Hund": "dog", "Katze": "cat", "läuft": "runs", "schläft": "sleeps", "rot": "red", "groß": "big", "klein": "small"}
+LEXICON = {
+    "der": "the",
+    "Hund": "dog",
+    "Katze": "cat",
+    "läuft": "runs",
+    "schläft": "sleeps",
+    "rot": "red",
+    "groß": "big",
+    "klein": "small",
+}
 TRAIN = [
-    "data=files", "data.src_lang=de", "data.tgt_lang=en", "data.subword.vocab_size=40", "data.max_tokens=400",
-    "model.embedding_size=24", "model.encoder.hidden_size=24", "model.decoder.hidden_size=48", "model.embedding_dropout=0",
-    "model.encoder.dropout=0", "model.decoder.dropout=0", "optim.lr=0.01", "optim.label_smoothing=0",
-    "trainer.max_steps=300", "trainer.valid_every=150", "trainer.valid_each_epoch=false", "trainer.tensorboard=false", "threads=1",
+    "data=files",
+    "data.src_lang=de",
+    "data.tgt_lang=en",
+    "data.subword.vocab_size=40",
+    "data.max_tokens=400",
+    "model.embedding_size=24",
+    "model.encoder.hidden_size=24",
+    "model.decoder.hidden_size=48",
+    "model.embedding_dropout=0",
+    "model.encoder.dropout=0",
+    "model.decoder.dropout=0",
+    "optim.lr=0.01",
+    "optim.label_smoothing=0",
+    "trainer.max_steps=300",
+    "trainer.valid_every=150",
+    "trainer.valid_each_epoch=false",
+    "trainer.tensorboard=false",
+    "threads=1",
 ]
 GERMAN = ["der Hund läuft", "Katze schläft klein", "rot groß Katze"]
 ENGLISH = ["the dog runs", "cat sleeps small", "red big cat"]
@@ -165,7 +188,9 @@ def test_evaluate_returns_metrics_with_signatures(run_dir, tmp_path):
     references = open(os.path.join(folder, "test.en"), encoding="utf-8").read().splitlines()
     hypotheses = translator.translate(sources, beam_size=3)
     assert beam["exact_match"] == round(100 * sum(h == r for h, r in zip(hypotheses, references)) / len(references), 2)
-    assert metrics["bleu_signature"].startswith("nrefs:1|") and "chrf_signature" in metrics and "bleu_lc_moses" in metrics
+    assert (
+        metrics["bleu_signature"].startswith("nrefs:1|") and "chrf_signature" in metrics and "bleu_lc_moses" in metrics
+    )
     (tmp_path / "hyp").write_text("the dog runs\ncat\n", encoding="utf-8")
     (tmp_path / "ref").write_text("the dog runs\ncat sleeps\n", encoding="utf-8")
     files = s2s.evaluate(hypotheses=str(tmp_path / "hyp"), references=str(tmp_path / "ref"))
@@ -181,8 +206,14 @@ def test_train_composes_a_users_config_dir_on_top_of_the_packaged_configs(tmp_pa
     (tmp_path / "conf" / "experiment" / "mine.yaml").write_text(
         "# @package _global_\nmodel:\n  embedding_size: 12\ntrainer:\n  max_steps: 2\n", encoding="utf-8"
     )
-    small = ["data.generated_train_size=60", "data.generated_valid_size=4", "data.generated_test_size=4",
-             "trainer.valid_every=2", "trainer.tensorboard=false", "threads=1"]
+    small = [
+        "data.generated_train_size=60",
+        "data.generated_valid_size=4",
+        "data.generated_test_size=4",
+        "trainer.valid_every=2",
+        "trainer.tensorboard=false",
+        "threads=1",
+    ]
     run = s2s.train(["experiment=mine", *small, f"hydra.run.dir={tmp_path / 'run'}"], config_dir=str(tmp_path / "conf"))
     assert s2s.load(run, device="cpu").config.model.embedding_size == 12
     with pytest.raises(s2s.S2SError, match="unknown experiment config 'mien'.*did you mean 'mine'"):

@@ -19,7 +19,16 @@ def kept_run(tmp_path_factory) -> str:
     """12 updates, validated every 4 with a moving average, the last 2 validations' weights kept."""
     torch.set_num_threads(1)
     run_dir = str(tmp_path_factory.mktemp("kept") / "run")
-    run(make_config(*TINY, "trainer.valid_every=4", "trainer.valid_each_epoch=false", "optim.ema_decay=0.9", "trainer.keep_checkpoints=2"), run_dir)
+    run(
+        make_config(
+            *TINY,
+            "trainer.valid_every=4",
+            "trainer.valid_each_epoch=false",
+            "optim.ema_decay=0.9",
+            "trainer.keep_checkpoints=2",
+        ),
+        run_dir,
+    )
     return run_dir
 
 
@@ -96,7 +105,9 @@ def test_unknown_checkpoint_names_are_refused(kept_run):
     assert result.returncode == 2
     assert "must be best, last, averaged or step-N" in result.stderr.decode()
     missing = run_cli("s2s.translate", ["--run", kept_run, "--checkpoint", "step-4"], cwd=kept_run, stdin=b"x\n")
-    assert missing.returncode == 2 and "step-00000004.pt" in missing.stderr.decode()  # dropped: only the last 2 are kept
+    assert (
+        missing.returncode == 2 and "step-00000004.pt" in missing.stderr.decode()
+    )  # dropped: only the last 2 are kept
 
 
 def test_search_sweep_scores_averages_of_the_kept_checkpoints(kept_run):
@@ -107,7 +118,9 @@ def test_search_sweep_scores_averages_of_the_kept_checkpoints(kept_run):
     from tests.conftest import ROOT
 
     script = os.path.join(ROOT, "scripts", "search_sweep.py")
-    result = subprocess.run([sys.executable, script, kept_run, "--beams", "1", "--average", "1,2,5"], capture_output=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, script, kept_run, "--beams", "1", "--average", "1,2,5"], capture_output=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     rows = json.loads(result.stdout.decode().splitlines()[-1])["rows"]
     assert sorted(row["weights"] for row in rows) == ["avg1", "avg2", "avg2", "best"]  # 5 asked, 2 kept

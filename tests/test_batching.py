@@ -1,4 +1,4 @@
-"""Tests for padding, batch construction and token-budget batching (s2s.batching)."""
+"""Tests for padding, batch construction and token-budget batching (s2s.data.batching)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 from helpers import random_ids
 
-from s2s.batching import TrainBatches, make_batch, pad, token_budget_batches
-from s2s.subwords import BOS, EOS, PAD
+from s2s.data.batching import TrainBatches, make_batch, pad, token_budget_batches
+from s2s.special_tokens import BOS, EOS, PAD
 
 # ---------------------------------------------------------------- pad
 
@@ -124,7 +124,9 @@ def test_budget_batches_have_little_target_padding():
     batches = token_budget_batches(src, tgt, 400, torch.Generator().manual_seed(0))
     assert _padding(batches, tgt) < 0.02 < _padding(batches, src) < 0.2
     by_source = token_budget_batches(src, tgt, 400, torch.Generator().manual_seed(0), source_first=True)
-    assert _padding(by_source, src) < 0.02 < _padding(by_source, tgt) < 0.2  # data.sort_first=source: the other way round
+    assert (
+        _padding(by_source, src) < 0.02 < _padding(by_source, tgt) < 0.2
+    )  # data.sort_first=source: the other way round
     # whereas batches of the same sizes in random order pad much more
     order = list(range(len(src)))
     random.Random(0).shuffle(order)

@@ -9,7 +9,15 @@ from tests.conftest import TINY, run_cli
 
 
 def test_train_writes_a_complete_run_directory(trained_run):
-    for name in ("config.yaml", "spm.model", "train.log", "metrics.json", "checkpoints/best.pt", "checkpoints/last.pt", ".hydra/config.yaml"):
+    for name in (
+        "config.yaml",
+        "spm.model",
+        "train.log",
+        "metrics.json",
+        "checkpoints/best.pt",
+        "checkpoints/last.pt",
+        ".hydra/config.yaml",
+    ):
         assert os.path.isfile(os.path.join(trained_run, name)), name
     with open(os.path.join(trained_run, "metrics.json")) as file:
         summary = json.load(file)
@@ -32,7 +40,12 @@ def test_translate_defaults_to_latest_run_and_keeps_one_line_per_input(trained_r
 
 def test_translate_streams_in_chunks_with_beam_and_scores(trained_run, tmp_path):
     text = "".join(f"{day} March 1998\n" for day in range(1, 8))
-    result = run_cli("s2s.translate", [f"run={trained_run}", "chunk_lines=3", "search.beam_size=3", "search.n_best=2", "scores=true"], cwd=str(tmp_path), stdin=text.encode())
+    result = run_cli(
+        "s2s.translate",
+        [f"run={trained_run}", "chunk_lines=3", "search.beam_size=3", "search.n_best=2", "scores=true"],
+        cwd=str(tmp_path),
+        stdin=text.encode(),
+    )
     assert result.returncode == 0, result.stderr.decode()
     lines = result.stdout.decode().splitlines()
     assert len(lines) == 7
@@ -83,12 +96,16 @@ def test_unwritable_run_directory_is_one_line(tmp_path):
 
 
 def test_layer_norm_with_an_elman_decoder_is_one_line(tmp_path):
-    line = _one_line_error(run_cli("s2s.train", [*TINY, "model.decoder.cell=rnn", "model.decoder.layer_norm=true"], cwd=str(tmp_path)))
+    line = _one_line_error(
+        run_cli("s2s.train", [*TINY, "model.decoder.cell=rnn", "model.decoder.layer_norm=true"], cwd=str(tmp_path))
+    )
     assert "layer_norm=true needs model.decoder.cell=lstm or gru, not rnn" in line
 
 
 def test_shared_embeddings_with_separate_vocabularies_is_one_line(tmp_path):
-    line = _one_line_error(run_cli("s2s.train", [*TINY, "data.subword.joint=false", "model.share_embeddings=true"], cwd=str(tmp_path)))
+    line = _one_line_error(
+        run_cli("s2s.train", [*TINY, "data.subword.joint=false", "model.share_embeddings=true"], cwd=str(tmp_path))
+    )
     assert "model.share_embeddings=true needs one joint vocabulary (data.subword.joint=true)" in line
 
 
@@ -105,14 +122,26 @@ def test_missing_data_dir_is_a_clear_error(tmp_path):
 def test_mismatched_line_counts_name_both_files(tmp_path):
     (tmp_path / "train.de").write_text("a\nb\nc\n")
     (tmp_path / "train.en").write_text("a\nb\n")
-    line = _one_line_error(run_cli("s2s.train", ["data=files", f"data.dir={tmp_path}", "data.src_lang=de", "data.tgt_lang=en", *TINY], cwd=str(tmp_path)))
+    line = _one_line_error(
+        run_cli(
+            "s2s.train",
+            ["data=files", f"data.dir={tmp_path}", "data.src_lang=de", "data.tgt_lang=en", *TINY],
+            cwd=str(tmp_path),
+        )
+    )
     assert "train.de has 3 lines" in line and "train.en has 2" in line
 
 
 def test_empty_corpus_is_a_clear_error(tmp_path):
     (tmp_path / "train.de").write_text("")
     (tmp_path / "train.en").write_text("")
-    line = _one_line_error(run_cli("s2s.train", ["data=files", f"data.dir={tmp_path}", "data.src_lang=de", "data.tgt_lang=en", *TINY], cwd=str(tmp_path)))
+    line = _one_line_error(
+        run_cli(
+            "s2s.train",
+            ["data=files", f"data.dir={tmp_path}", "data.src_lang=de", "data.tgt_lang=en", *TINY],
+            cwd=str(tmp_path),
+        )
+    )
     assert "empty" in line
 
 
@@ -131,13 +160,22 @@ def test_corrupt_checkpoint_is_a_clear_error(trained_run, tmp_path):
 
 
 def test_invalid_utf8_input_names_the_line(trained_run, tmp_path):
-    line = _one_line_error(run_cli("s2s.translate", [f"run={trained_run}"], cwd=str(tmp_path), stdin=b"3 March 1998\nbad \xff byte\n"))
+    line = _one_line_error(
+        run_cli("s2s.translate", [f"run={trained_run}"], cwd=str(tmp_path), stdin=b"3 March 1998\nbad \xff byte\n")
+    )
     assert "line 2" in line and "UTF-8" in line
 
 
 def test_sweep_runs_each_combination(tmp_path):
-    args = ["-m", "model.decoder.cell=gru,lstm", *[a.replace("trainer.max_steps=12", "trainer.max_steps=3") for a in TINY], "trainer.valid_every=3"]
+    args = [
+        "-m",
+        "model.decoder.cell=gru,lstm",
+        *[a.replace("trainer.max_steps=12", "trainer.max_steps=3") for a in TINY],
+        "trainer.valid_every=3",
+    ]
     result = run_cli("s2s.train", args, cwd=str(tmp_path))
     assert result.returncode == 0, result.stderr.decode()[-3000:]
-    summaries = [os.path.join(d, "metrics.json") for d, _, files in os.walk(tmp_path / "multirun") if "metrics.json" in files]
+    summaries = [
+        os.path.join(d, "metrics.json") for d, _, files in os.walk(tmp_path / "multirun") if "metrics.json" in files
+    ]
     assert len(summaries) == 2

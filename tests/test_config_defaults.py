@@ -6,7 +6,7 @@ import pytest
 from omegaconf import OmegaConf
 
 import s2s
-from s2s.overrides import config_keys
+from s2s.arguments import config_keys
 from tests.conftest import make_config
 
 

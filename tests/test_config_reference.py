@@ -70,13 +70,17 @@ def test_every_key_is_one_row():
 def test_every_key_has_a_meaning():
     rows = dict(table_rows(reference.render()))
     missing = [key for key in leaf_keys() if not rows[key][3]]
-    assert missing == [], (f"no comment in s2s/config.py for {missing}: end each field's line with "
-                           f"`# what it does`, then run {REGENERATE}")
+    assert missing == [], (
+        f"no comment in s2s/config.py for {missing}: end each field's line with `# what it does`, then run {REGENERATE}"
+    )
 
 
 def test_rows_show_type_and_default():
     rows = dict(table_rows(reference.render()))
-    assert rows["model.decoder.cell"][1:3] == [r"lstm \| gru \| rnn \| peephole_lstm", f"`{Config().model.decoder.cell.value}`"]
+    assert rows["model.decoder.cell"][1:3] == [
+        r"lstm \| gru \| rnn \| peephole_lstm",
+        f"`{Config().model.decoder.cell.value}`",
+    ]
     assert rows["data.dir"][1] == "optional str"
     assert rows["optim.betas"][1] == "tuple[float, float]"
     assert rows["seed"][2] == f"`{Config().seed}`"

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from s2s.config import CorpusFormat, DataConfig
-from s2s.corpus import load_split
+from s2s.data.corpus import load_split
 from s2s.errors import S2SError
 
 

@@ -1,4 +1,4 @@
-"""Training data from local files (s2s.data): encoding, filtering, the bounded sentencepiece sample, batches."""
+"""Training data from local files (s2s.data.pipeline): encoding, filtering, the bounded sentencepiece sample, batches."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import tracemalloc
 import pytest
 import sentencepiece as spm
 
-from s2s import subwords
 from s2s.config import CorpusFormat, DataConfig, SortFirst, SubwordConfig
-from s2s.corpus import load_split
-from s2s.data import iter_texts, prepare_training_data
+from s2s.data import subwords
+from s2s.data.corpus import load_split
+from s2s.data.pipeline import iter_texts, prepare_training_data
 
 WORDS = "der die das Haus Hund Katze läuft schnell langsam groß klein rot blau grün heute morgen".split()
 
@@ -48,8 +48,14 @@ def _write_corpus(directory, lines: int = 300, seed: int = 0) -> tuple[list[str]
 
 def _config(directory, **subword) -> DataConfig:
     return DataConfig(
-        name="t", format=CorpusFormat.text, dir=str(directory), src_lang="de", tgt_lang="en",
-        max_len=30, max_tokens=200, subword=SubwordConfig(vocab_size=60, **subword),
+        name="t",
+        format=CorpusFormat.text,
+        dir=str(directory),
+        src_lang="de",
+        tgt_lang="en",
+        max_len=30,
+        max_tokens=200,
+        subword=SubwordConfig(vocab_size=60, **subword),
     )
 
 
@@ -58,7 +64,7 @@ def test_encoded_pairs_and_counts_equal_a_direct_sentencepiece_encode(tmp_path, 
     corpus.mkdir()
     run_dir.mkdir()
     src, tgt = _write_corpus(corpus)
-    with caplog.at_level(logging.INFO, logger="s2s.data"):
+    with caplog.at_level(logging.INFO, logger="s2s.data.pipeline"):
         data = prepare_training_data(_config(corpus), str(run_dir), seed=3)
 
     processor = spm.SentencePieceProcessor(model_file=str(run_dir / "spm.model"))
@@ -71,11 +77,19 @@ def test_encoded_pairs_and_counts_equal_a_direct_sentencepiece_encode(tmp_path, 
         else:
             expected.append((s, t))
     assert empty > 0 and too_long > 0  # the corpus exercises both filters
-    assert data.counts == {"read": len(src), "dropped_empty": empty, "dropped_too_long": too_long, "kept": len(expected)}
+    assert data.counts == {
+        "read": len(src),
+        "dropped_empty": empty,
+        "dropped_too_long": too_long,
+        "kept": len(expected),
+    }
     rows = data.train.pairs[:]
     assert list(zip(rows["src_ids"], rows["tgt_ids"])) == expected
     assert data.train.src_lengths.tolist() == [len(s) for s, _ in expected]
-    assert f"{len(src)} pairs read, {empty} dropped (empty side), {too_long} dropped (longer than 30 subwords), {len(expected)} kept" in caplog.text
+    assert (
+        f"{len(src)} pairs read, {empty} dropped (empty side), {too_long} dropped (longer than 30 subwords), {len(expected)} kept"
+        in caplog.text
+    )
 
     # the validation split stays in memory and still gives loss batches
     assert data.valid.sources == ["das Haus", "der Hund läuft"]
@@ -109,7 +123,11 @@ def test_batches_cover_every_kept_pair_once_per_epoch(tmp_path, epoch):
     seen = [i for _, batch in train.iterate(epoch) for i in batch.indices.tolist()]
     assert sorted(seen) == list(range(kept))
     assert sorted(i for b in train.epoch_batches(epoch) for i in b) == list(range(kept))
-    assert all(len(b) * (max(max(train.src_lengths[i], train.tgt_lengths[i]) for i in b) + 1) <= 200 for b in train.epoch_batches(epoch) if len(b) > 1)
+    assert all(
+        len(b) * (max(max(train.src_lengths[i], train.tgt_lengths[i]) for i in b) + 1) <= 200
+        for b in train.epoch_batches(epoch)
+        if len(b) > 1
+    )
 
 
 def test_sort_first_chooses_which_side_groups_the_training_batches(tmp_path):
@@ -154,7 +172,11 @@ def test_sentencepiece_learns_from_a_bounded_sample_read_in_batches(tmp_path, mo
     src, _ = _write_corpus(corpus)
     trained_on = []
     train_one = subwords._train_one
-    monkeypatch.setattr(subwords, "_train_one", lambda sentences, *args: trained_on.append(len(sentences)) or train_one(sentences, *args))
+    monkeypatch.setattr(
+        subwords,
+        "_train_one",
+        lambda sentences, *args: trained_on.append(len(sentences)) or train_one(sentences, *args),
+    )
     prepare_training_data(_config(corpus, max_sentences=25), str(tmp_path / "joint"), seed=0)
     prepare_training_data(_config(corpus, max_sentences=25, joint=False), str(tmp_path / "separate"), seed=0)
     assert trained_on == [25, 25, 25]

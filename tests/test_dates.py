@@ -1,4 +1,4 @@
-"""Tests for the embedded date-normalization task (s2s.dates)."""
+"""Tests for the embedded date-normalization task (s2s.data.dates)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,11 @@ import re
 
 import pytest
 
-from s2s.dates import make_date_splits
+from s2s.data.dates import make_date_splits
 
 SMALL = dict(train_size=3000, valid_size=200, test_size=1000)
 
-EN_WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday",
-               "Saturday", "Sunday"]
+EN_WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +42,7 @@ def test_deterministic_for_seed(splits):
 
 def test_does_not_use_global_rng():
     import random
+
     random.seed(123)
     before = random.random()
     random.seed(123)
@@ -93,8 +93,7 @@ def test_numeric_sources_round_trip(splits):
 
 def test_english_month_name_round_trip(splits):
     # Independent parse of "March 3, 1998" / "Mar 3, 1998" style sources.
-    months = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep",
-              "oct", "nov", "dec"]
+    months = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
     checked = 0
     pattern = r"(?:[A-Za-z]+, )?([A-Za-z]+) (\d{1,2})(?:st|nd|rd|th)?,? (\d{4})"
     for source, target in all_pairs(splits):
@@ -126,21 +125,23 @@ def test_french_first_of_month(splits):
 
 
 def test_many_distinct_formats(splits):
-    shapes = {re.sub(r"[^\W\d_]", "a", re.sub(r"\d", "9", s))
-              for s, _ in all_pairs(splits)}
+    shapes = {re.sub(r"[^\W\d_]", "a", re.sub(r"\d", "9", s)) for s, _ in all_pairs(splits)}
     assert len(shapes) >= 15
     text = " ".join(s for s, _ in all_pairs(splits))
     for word in ("März", "mars", "de marzo de", "1er"):
         assert word in text
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(train_size=-1),
-    dict(valid_size=-1),
-    dict(test_size=-1),
-    dict(test_size=80000),
-    dict(test_size=73049 - 500, valid_size=500, train_size=1),
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(train_size=-1),
+        dict(valid_size=-1),
+        dict(test_size=-1),
+        dict(test_size=80000),
+        dict(test_size=73049 - 500, valid_size=500, train_size=1),
+    ],
+)
 def test_invalid_sizes_raise(kwargs):
     with pytest.raises(ValueError):
         make_date_splits(**kwargs)

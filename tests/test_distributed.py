@@ -14,13 +14,24 @@ from tests.conftest import TINY
 
 # No dropout: a 2-rank run and a 1-rank run with 2 accumulated batches then see exactly the same data.
 # Two decoder layers: DDP refuses any parameter that gets no gradient, e.g. an upper layer's.
-SETTINGS = [*TINY, "threads=1", "trainer.valid_every=4", "model.embedding_dropout=0", "model.encoder.dropout=0", "model.decoder.dropout=0",
-            "model.decoder.num_layers=2"]
+SETTINGS = [
+    *TINY,
+    "threads=1",
+    "trainer.valid_every=4",
+    "model.embedding_dropout=0",
+    "model.encoder.dropout=0",
+    "model.decoder.dropout=0",
+    "model.decoder.num_layers=2",
+]
 
 
 def train(args: list[str], cwd: str, ranks: int = 1) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}"] if ranks > 1 else [sys.executable]
+    launcher = (
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}"]
+        if ranks > 1
+        else [sys.executable]
+    )
     result = subprocess.run([*launcher, "-m", "s2s.train", *args], cwd=cwd, env=env, capture_output=True, timeout=300)
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     run_dir = next(a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir="))
@@ -58,7 +69,9 @@ def test_ranks_resume_from_the_same_checkpoint(tmp_path):
     train([*SETTINGS, "trainer.max_steps=10", f"hydra.run.dir={straight}"], str(tmp_path), ranks=2)
     # stop at a validation step (valid_every=4): an extra end-of-run validation would step the LR schedule
     train([*SETTINGS, "trainer.max_steps=8", f"hydra.run.dir={resumed}"], str(tmp_path), ranks=2)
-    summary = train([*SETTINGS, "trainer.max_steps=10", "trainer.resume=auto", f"hydra.run.dir={resumed}"], str(tmp_path), ranks=2)
+    summary = train(
+        [*SETTINGS, "trainer.max_steps=10", "trainer.resume=auto", f"hydra.run.dir={resumed}"], str(tmp_path), ranks=2
+    )
     assert len(set(summary["rank_parameter_checksums"])) == 1
     expected, got = parameters(straight), parameters(resumed)
     for name in expected:

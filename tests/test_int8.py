@@ -9,14 +9,14 @@ import torch
 from helpers import half_trained_model, random_ids
 from torch import nn
 
-from s2s.batching import make_batch
 from s2s.config import Attention, Cell, Precision, SearchConfig
+from s2s.data.batching import make_batch
+from s2s.decoding.search import beam_search, greedy
+from s2s.decoding.translator import load_translator
 from s2s.errors import S2SError
 from s2s.model.int8 import Int8Linear, Int8Weight, int8_copy
 from s2s.precision import resolve_precision
-from s2s.search import beam_search, greedy
-from s2s.subwords import BOS
-from s2s.translator import load_translator
+from s2s.special_tokens import BOS
 from tests.conftest import TINY, make_config, run_cli
 
 COMBOS = [
@@ -37,7 +37,9 @@ def test_int8_weight_stays_within_its_quantization_error():
     # per-row weight steps s_n = max|W_n| / 127; input codes 7-bit over [min(x), max(x)] (and 0)
     weight_step = weight.abs().amax(dim=1) / 127  # (N,)
     input_step = (x.max().clamp(min=0) - x.min().clamp(max=0)) / 127
-    bound = x.abs().sum(-1, keepdim=True) * weight_step / 2 + input_step / 2 * (weight.abs().sum(1) + weight_step * x.size(-1) / 2)
+    bound = x.abs().sum(-1, keepdim=True) * weight_step / 2 + input_step / 2 * (
+        weight.abs().sum(1) + weight_step * x.size(-1) / 2
+    )
     assert out.shape == exact.shape and out.dtype == torch.float32
     assert ((out - exact).abs() <= bound + 1e-4).all()
     assert not torch.equal(out, exact)  # really int8, not an fp32 fallback
@@ -49,7 +51,12 @@ def test_int8_copy_converts_the_multiplies_and_leaves_the_model_alone(combo):
     before = {name: value.clone() for name, value in model.state_dict().items()}
     quantized = int8_copy(model)
     assert all(torch.equal(before[name], value) for name, value in model.state_dict().items())
-    assert all(isinstance(p, nn.Parameter) for cell in model.decoder.cells for p in vars(cell)["_parameters"].values() if p is not None)
+    assert all(
+        isinstance(p, nn.Parameter)
+        for cell in model.decoder.cells
+        for p in vars(cell)["_parameters"].values()
+        if p is not None
+    )
     decoder = quantized.decoder
     assert isinstance(decoder.output, Int8Linear) and isinstance(decoder.combine, Int8Linear)
     linear_left = [name for name, module in decoder.named_modules() if isinstance(module, nn.Linear)]
@@ -67,7 +74,9 @@ def test_int8_decoding_follows_fp32(combo):
     with torch.inference_mode():
         fp32, int8 = greedy(model, batch, SearchConfig()), greedy(quantized, batch, SearchConfig())
         first = torch.full((30,), BOS)
-        steps = [m.step(first, *reversed(m.encode(batch.src, batch.src_lengths)))[0] for m in (model, quantized)]  # (30, V) each
+        steps = [
+            m.step(first, *reversed(m.encode(batch.src, batch.src_lengths)))[0] for m in (model, quantized)
+        ]  # (30, V) each
     assert (steps[0] - steps[1]).abs().max() < 0.25  # about 0.07 here; a wrong weight or bias gives whole units
     assert sum(a.tokens == b.tokens for a, b in zip(fp32, int8)) >= 25
 
@@ -109,7 +118,12 @@ def test_training_refuses_int8_before_it_starts(tmp_path):
 
 def test_translate_command_with_int8(trained_run, tmp_path):
     lines = b"3 March 1998\n\n4 May 2001\n"
-    result = run_cli("s2s.translate", [f"--run={trained_run}", "--precision", "int8", "--beam-size", "3"], cwd=str(tmp_path), stdin=lines)
+    result = run_cli(
+        "s2s.translate",
+        [f"--run={trained_run}", "--precision", "int8", "--beam-size", "3"],
+        cwd=str(tmp_path),
+        stdin=lines,
+    )
     assert result.returncode == 0, result.stderr.decode()
     out = result.stdout.decode().split("\n")
     assert len(out) == 4 and out[1] == "" and out[0] and out[2] and out[3] == ""

@@ -4,13 +4,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import s2s.loss as loss_module
-from s2s.loss import smoothed_cross_entropy
+import s2s.training.loss as loss_module
+from s2s.training.loss import smoothed_cross_entropy
 
 PAD = 0
 
 
-def _logits_and_gold(rows: int = 37, vocab: int = 53, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+def _logits_and_gold(
+    rows: int = 37, vocab: int = 53, dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
     logits = (3 * torch.randn(rows, vocab, generator=generator)).to(dtype)
     gold = torch.randint(1, vocab, (rows,), generator=generator)
@@ -29,7 +31,9 @@ def _loss_and_grad(loss_fn, logits: torch.Tensor, upstream: float = 1.0) -> tupl
 def test_matches_torch_cross_entropy_in_value_and_gradient(smoothing):
     logits, gold = _logits_and_gold()
     expected, expected_grad = _loss_and_grad(
-        lambda z: F.cross_entropy(z, gold, ignore_index=PAD, label_smoothing=smoothing, reduction="sum"), logits, upstream=0.37
+        lambda z: F.cross_entropy(z, gold, ignore_index=PAD, label_smoothing=smoothing, reduction="sum"),
+        logits,
+        upstream=0.37,
     )
     loss, grad = _loss_and_grad(lambda z: smoothed_cross_entropy(z, gold, smoothing, PAD), logits, upstream=0.37)
     torch.testing.assert_close(loss, expected)
@@ -96,7 +100,9 @@ def test_symmetric_kl_is_both_kl_divergences_over_kept_rows():
     second, _ = _logits_and_gold(rows=37)
     second = second.flip(0)  # other logits for the same rows
     log_p, log_q = F.log_softmax(first, dim=-1), F.log_softmax(second, dim=-1)
-    per_row = F.kl_div(log_q, log_p, log_target=True, reduction="none").sum(-1) + F.kl_div(log_p, log_q, log_target=True, reduction="none").sum(-1)
+    per_row = F.kl_div(log_q, log_p, log_target=True, reduction="none").sum(-1) + F.kl_div(
+        log_p, log_q, log_target=True, reduction="none"
+    ).sum(-1)
     expected = per_row[gold != PAD].sum()  # KL(p||q) + KL(q||p), padding rows left out
     torch.testing.assert_close(loss_module.symmetric_kl(first, second, gold, PAD), expected)
     assert loss_module.symmetric_kl(first, first.clone(), gold, PAD).abs() < 1e-5

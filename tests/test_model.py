@@ -10,16 +10,17 @@ import torch
 from helpers import VOCAB, random_batch, random_ids, tiny_config, tiny_model
 from torch import nn
 
-from s2s.batching import make_batch
 from s2s.config import Attention, Cell, ModelConfig, SearchConfig
+from s2s.data.batching import make_batch
+from s2s.decoding.search import greedy
 from s2s.errors import S2SError
 from s2s.model.attention import attend, make_attention
+from s2s.model.build import build_model
 from s2s.model.cells import PeepholeLSTMCell, SplitInputGRUCell, SplitInputLSTMCell
 from s2s.model.int8 import int8_copy
 from s2s.model.seq2seq import Seq2Seq, count_parameters
 from s2s.precision import bf16_runs
-from s2s.search import greedy
-from s2s.subwords import PAD
+from s2s.special_tokens import PAD
 
 # oneDNN has no bf16 LSTM kernels on a CPU without AVX512 (an AVX2-only CPU): s2s refuses bf16 there
 NEEDS_BF16 = pytest.mark.skipif(not bf16_runs(torch.device("cpu")), reason="this CPU has no bf16 kernels")
@@ -34,8 +35,13 @@ def _model(cell, decoder_cell, attention, layers=1, **kwargs):
     # luong_dot needs the decoder as wide as the two encoder directions together
     decoder_hidden = 2 * hidden if attention == Attention.luong_dot else 12
     return tiny_model(
-        cell=cell, decoder_cell=decoder_cell, attention=attention, hidden=hidden,
-        decoder_hidden=decoder_hidden, layers=layers, **kwargs,
+        cell=cell,
+        decoder_cell=decoder_cell,
+        attention=attention,
+        hidden=hidden,
+        decoder_hidden=decoder_hidden,
+        layers=layers,
+        **kwargs,
     )
 
 
@@ -103,7 +109,9 @@ def test_padding_invariance(cell, attention, layers):
         alone = make_batch([short_src], [short_tgt], [0])
         logits_alone = model(alone.src, alone.src_lengths, alone.tgt_in)[0]  # (T, V)
         # the short sentence sits between longer ones, so both its source and target are padded
-        batch = make_batch([others_src[0], short_src] + others_src[1:], [others_tgt[0], short_tgt] + others_tgt[1:], range(4))
+        batch = make_batch(
+            [others_src[0], short_src] + others_src[1:], [others_tgt[0], short_tgt] + others_tgt[1:], range(4)
+        )
         assert batch.src.size(1) > alone.src.size(1) and batch.tgt_in.size(1) > alone.tgt_in.size(1)
         logits_batch = model(batch.src, batch.src_lengths, batch.tgt_in)[1, : len(short_tgt) + 1]
     torch.testing.assert_close(logits_batch, logits_alone, atol=1e-5, rtol=0)
@@ -314,8 +322,17 @@ def test_overfits_reverse_task(cell, attention):
     src = random_ids(rng, 8, min_len=2, max_len=5, vocab=12)
     tgt = [list(reversed(s)) for s in src]
     batch = make_batch(src, tgt, range(len(src)))
-    model = tiny_model(seed=0, cell=cell, decoder_cell=cell, attention=attention, hidden=24, embedding=16,
-                       src_vocab=12, tgt_vocab=12, eval_mode=False)
+    model = tiny_model(
+        seed=0,
+        cell=cell,
+        decoder_cell=cell,
+        attention=attention,
+        hidden=24,
+        embedding=16,
+        src_vocab=12,
+        tgt_vocab=12,
+        eval_mode=False,
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     loss_fn = nn.CrossEntropyLoss(ignore_index=PAD)
     for _ in range(250):
@@ -337,14 +354,18 @@ TORCH_CELLS = {Cell.lstm: nn.LSTMCell, Cell.gru: nn.GRUCell}
 
 
 @pytest.mark.parametrize("decoder_cell", [Cell.lstm, Cell.gru])
-@pytest.mark.parametrize("attention,input_feeding", [(Attention.bahdanau, True), (Attention.bahdanau, False), (Attention.none, False)])
+@pytest.mark.parametrize(
+    "attention,input_feeding", [(Attention.bahdanau, True), (Attention.bahdanau, False), (Attention.none, False)]
+)
 @pytest.mark.parametrize("layers", [1, 2])
 def test_decoder_loads_torch_cell_weights_and_computes_the_same(decoder_cell, attention, input_feeding, layers):
     """A decoder checkpoint with nn.LSTMCell / nn.GRUCell layers loads into the split-input cells and gives the same steps."""
     model = tiny_model(decoder_cell=decoder_cell, attention=attention, input_feeding=input_feeding, layers=layers)
     decoder = model.decoder
     torch.manual_seed(1)
-    old_cells = [TORCH_CELLS[decoder_cell](cell.ahead_size + cell.step_size, cell.hidden_size) for cell in decoder.cells]
+    old_cells = [
+        TORCH_CELLS[decoder_cell](cell.ahead_size + cell.step_size, cell.hidden_size) for cell in decoder.cells
+    ]
     state = {k: v for k, v in decoder.state_dict().items() if not k.startswith("cells.")}
     for layer, old in enumerate(old_cells):
         state.update({f"cells.{layer}.{name}": value for name, value in old.state_dict().items()})
@@ -356,7 +377,12 @@ def test_decoder_loads_torch_cell_weights_and_computes_the_same(decoder_cell, at
         embedded = decoder.embed(batch.tgt_in[:, 0])  # (B, E)
         _, new_state, _ = decoder.step(embedded, start, memory)
         # the same step through the old cells, with the old input order [emb; feed] or [emb; h_T]
-        x = torch.cat([embedded, start.feed] if decoder.feeds_attention else [embedded] + ([memory.summary] if attention == Attention.none else []), dim=-1)
+        x = torch.cat(
+            [embedded, start.feed]
+            if decoder.feeds_attention
+            else [embedded] + ([memory.summary] if attention == Attention.none else []),
+            dim=-1,
+        )
         for layer, old in enumerate(old_cells):
             if decoder_cell == Cell.lstm:
                 h, c = old(x, (start.hidden[layer], start.cell[layer]))
@@ -372,7 +398,9 @@ def test_decoder_loads_torch_cell_weights_and_computes_the_same(decoder_cell, at
 @pytest.mark.parametrize("attention", [Attention.none, Attention.bahdanau])
 def test_teacher_forced_logits_equal_step_by_step_logits(decoder_cell, attention):
     """Teacher forcing precomputes the embeddings' gate inputs for all steps; stepping computes them one by one."""
-    _assert_teacher_forcing_equals_stepping(tiny_model(decoder_cell=decoder_cell, attention=attention, layers=2), random_batch(5, 6))
+    _assert_teacher_forcing_equals_stepping(
+        tiny_model(decoder_cell=decoder_cell, attention=attention, layers=2), random_batch(5, 6)
+    )
 
 
 def _assert_teacher_forcing_equals_stepping(model, batch) -> None:
@@ -387,10 +415,14 @@ def _assert_teacher_forcing_equals_stepping(model, batch) -> None:
 
 
 @pytest.mark.parametrize("decoder_cell", [Cell.lstm, Cell.gru])
-@pytest.mark.parametrize("attention,input_feeding", [(Attention.bahdanau, True), (Attention.bahdanau, False), (Attention.none, False)])
+@pytest.mark.parametrize(
+    "attention,input_feeding", [(Attention.bahdanau, True), (Attention.bahdanau, False), (Attention.none, False)]
+)
 def test_every_parameter_gets_a_gradient(decoder_cell, attention, input_feeding):
     """DDP (torchrun) refuses parameters that get no gradient, e.g. an unused weight in an upper layer."""
-    model = tiny_model(decoder_cell=decoder_cell, attention=attention, input_feeding=input_feeding, layers=2, eval_mode=False)
+    model = tiny_model(
+        decoder_cell=decoder_cell, attention=attention, input_feeding=input_feeding, layers=2, eval_mode=False
+    )
     batch = random_batch(9, 4)
     model(batch.src, batch.src_lengths, batch.tgt_in).sum().backward()
     assert [name for name, p in model.named_parameters() if p.grad is None] == []
@@ -414,16 +446,22 @@ def _gradients(model, batch, defer: bool, autocast: bool = False) -> dict[str, t
     model.decoder.defer_step_gradients = defer
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
         logits = model(batch.src, batch.src_lengths, batch.tgt_in)
-    torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), batch.tgt_out.flatten(), ignore_index=PAD).backward()
+    torch.nn.functional.cross_entropy(
+        logits.flatten(0, 1).float(), batch.tgt_out.flatten(), ignore_index=PAD
+    ).backward()
     return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
 
 
 @pytest.mark.parametrize("decoder_cell", [Cell.lstm, Cell.gru])
-@pytest.mark.parametrize("attention,input_feeding", [(Attention.bahdanau, True), (Attention.bahdanau, False), (Attention.none, False)])
+@pytest.mark.parametrize(
+    "attention,input_feeding", [(Attention.bahdanau, True), (Attention.bahdanau, False), (Attention.none, False)]
+)
 @pytest.mark.parametrize("layers", [1, 2])
 def test_deferred_recurrent_weight_gradients_equal_autograds(decoder_cell, attention, input_feeding, layers):
     """One weight-gradient multiply per sequence gives autograd's step-by-step gradients, for every parameter."""
-    model = tiny_model(decoder_cell=decoder_cell, attention=attention, input_feeding=input_feeding, layers=layers, eval_mode=False)
+    model = tiny_model(
+        decoder_cell=decoder_cell, attention=attention, input_feeding=input_feeding, layers=layers, eval_mode=False
+    )
     model.decoder.dropout.p = model.decoder.embedding_dropout.p = model.encoder.embedding_dropout.p = 0.0
     batch = random_batch(7, 5)
     plain, deferred = _gradients(model, batch, defer=False), _gradients(model, batch, defer=True)
@@ -437,10 +475,15 @@ def test_deferred_recurrent_weight_gradients_equal_autograds(decoder_cell, atten
 @pytest.mark.parametrize("layer_norm", [False, True])
 @pytest.mark.parametrize("decoder_cell", [Cell.lstm, Cell.gru])
 def test_deferred_recurrent_weight_gradients_under_bf16_autocast(decoder_cell, layer_norm):
-    model = tiny_model(decoder_cell=decoder_cell, attention=Attention.bahdanau, layers=2, layer_norm=layer_norm, eval_mode=False)
+    model = tiny_model(
+        decoder_cell=decoder_cell, attention=Attention.bahdanau, layers=2, layer_norm=layer_norm, eval_mode=False
+    )
     model.decoder.dropout.p = model.decoder.embedding_dropout.p = model.encoder.embedding_dropout.p = 0.0
     batch = random_batch(8, 5)
-    plain, deferred = _gradients(model, batch, defer=False, autocast=True), _gradients(model, batch, defer=True, autocast=True)
+    plain, deferred = (
+        _gradients(model, batch, defer=False, autocast=True),
+        _gradients(model, batch, defer=True, autocast=True),
+    )
     for name in plain:
         assert deferred[name].dtype == torch.float32
         torch.testing.assert_close(deferred[name], plain[name], rtol=0.05, atol=2e-3, msg=name)
@@ -487,7 +530,7 @@ def test_layer_normalized_lstm_cell_matches_the_formula():
         new_h, new_c = cell(step, (h, c), cell.ahead_gates(ahead))
         summed = ahead @ cell.weight_ahead.T + torch.cat([step, h], dim=-1) @ cell.weight_step.T  # (B, 4H), no bias
         gain, shift = cell.gate_gain.view(4, hidden), cell.bias.view(4, hidden)
-        i, f, g, o = (_normalized(summed[:, k * hidden:(k + 1) * hidden], gain[k], shift[k]) for k in range(4))
+        i, f, g, o = (_normalized(summed[:, k * hidden : (k + 1) * hidden], gain[k], shift[k]) for k in range(4))
         expected_c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         expected_h = torch.sigmoid(o) * torch.tanh(_normalized(expected_c, cell.cell_gain, cell.cell_bias))
     torch.testing.assert_close(new_c, expected_c, rtol=1e-5, atol=1e-6)
@@ -498,7 +541,7 @@ def test_layer_normalized_lstm_cell_matches_the_formula():
         _, upper_c = upper(step, (h, c))
         summed = torch.cat([step, h], dim=-1) @ upper.weight_step.T
         gain, shift = upper.gate_gain.view(4, hidden), upper.bias.view(4, hidden)
-        i, f, g, _ = (_normalized(summed[:, k * hidden:(k + 1) * hidden], gain[k], shift[k]) for k in range(4))
+        i, f, g, _ = (_normalized(summed[:, k * hidden : (k + 1) * hidden], gain[k], shift[k]) for k in range(4))
     torch.testing.assert_close(upper_c, torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g), rtol=1e-5, atol=1e-6)
 
 
@@ -513,9 +556,12 @@ def test_layer_normalized_gru_cell_matches_the_formula():
         from_input = ahead @ cell.weight_ahead.T + step @ cell.weight_step.T  # (B, 3H)
         from_hidden = h @ cell.weight_hidden.T
         parts = []
-        for summed, gain, shift in ((from_input, cell.input_gain, cell.bias), (from_hidden, cell.hidden_gain, cell.bias_hidden)):
+        for summed, gain, shift in (
+            (from_input, cell.input_gain, cell.bias),
+            (from_hidden, cell.hidden_gain, cell.bias_hidden),
+        ):
             gain, shift = gain.view(3, hidden), shift.view(3, hidden)
-            parts.append([_normalized(summed[:, k * hidden:(k + 1) * hidden], gain[k], shift[k]) for k in range(3)])
+            parts.append([_normalized(summed[:, k * hidden : (k + 1) * hidden], gain[k], shift[k]) for k in range(3)])
         (input_r, input_z, input_n), (hidden_r, hidden_z, hidden_n) = parts
         reset, update = torch.sigmoid(input_r + hidden_r), torch.sigmoid(input_z + hidden_z)
         candidate = torch.tanh(input_n + reset * hidden_n)
@@ -525,10 +571,14 @@ def test_layer_normalized_gru_cell_matches_the_formula():
 def test_layer_norm_changes_the_model_and_adds_only_gains_and_shifts():
     plain, normalized = tiny_model(layers=2), tiny_model(layers=2, layer_norm=True)
     extra = {name for name, _ in normalized.named_parameters()} - {name for name, _ in plain.named_parameters()}
-    assert extra == {f"decoder.cells.{layer}.{name}" for layer in (0, 1) for name in ("gate_gain", "cell_gain", "cell_bias")}
+    assert extra == {
+        f"decoder.cells.{layer}.{name}" for layer in (0, 1) for name in ("gate_gain", "cell_gain", "cell_bias")
+    }
     batch = random_batch(2, 4)
     with torch.no_grad():
-        assert not torch.allclose(plain(batch.src, batch.src_lengths, batch.tgt_in), normalized(batch.src, batch.src_lengths, batch.tgt_in))
+        assert not torch.allclose(
+            plain(batch.src, batch.src_lengths, batch.tgt_in), normalized(batch.src, batch.src_lengths, batch.tgt_in)
+        )
 
 
 @pytest.mark.parametrize("decoder_cell", [Cell.lstm, Cell.gru])
@@ -536,8 +586,14 @@ def test_layer_norm_changes_the_model_and_adds_only_gains_and_shifts():
 def test_layer_normalized_decoder_steps_gradients_and_padding(decoder_cell, attention, input_feeding):
     """With layer_norm: teacher forcing equals stepping, deferred weight gradients equal autograd's (every
     parameter gets one), and a padded sentence scores as it does alone."""
-    model = tiny_model(decoder_cell=decoder_cell, attention=attention, input_feeding=input_feeding, layers=2, layer_norm=True,
-                       eval_mode=False)
+    model = tiny_model(
+        decoder_cell=decoder_cell,
+        attention=attention,
+        input_feeding=input_feeding,
+        layers=2,
+        layer_norm=True,
+        eval_mode=False,
+    )
     for cell in model.decoder.cells:
         _perturbed(cell)
     batch = random_batch(5, 6)
@@ -550,8 +606,12 @@ def test_layer_normalized_decoder_steps_gradients_and_padding(decoder_cell, atte
     with torch.no_grad():
         alone = make_batch([batch_src := [5, 9, 6]], [[7, 8]], [0])
         padded = make_batch([batch_src, [4, 5, 6, 7, 8, 9, 10]], [[7, 8], [9, 10, 11, 12, 13]], [0, 1])
-        torch.testing.assert_close(model(padded.src, padded.src_lengths, padded.tgt_in)[0, :3],
-                                   model(alone.src, alone.src_lengths, alone.tgt_in)[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            model(padded.src, padded.src_lengths, padded.tgt_in)[0, :3],
+            model(alone.src, alone.src_lengths, alone.tgt_in)[0],
+            atol=1e-5,
+            rtol=0,
+        )
 
 
 @pytest.mark.parametrize("decoder_cell", [Cell.lstm, Cell.gru])
@@ -559,7 +619,9 @@ def test_feed_dropout_feeds_back_the_vector_the_output_layer_sees(decoder_cell):
     """Training: the fed-back f_t is the dropped vector that the step returns for the output layer (so
     logits do not drop it again); without the option the fed-back f_t is whole. Decoding: no change."""
     batch = random_batch(3, 6)
-    dropped, whole = (tiny_model(decoder_cell=decoder_cell, dropout=0.5, feed_dropout=on, eval_mode=False) for on in (True, False))
+    dropped, whole = (
+        tiny_model(decoder_cell=decoder_cell, dropout=0.5, feed_dropout=on, eval_mode=False) for on in (True, False)
+    )
     for model, expect_zeros in ((dropped, True), (whole, False)):
         memory, state = model.encode(batch.src, batch.src_lengths)
         attentional, new_state, _ = model.decoder.step(model.decoder.embed(batch.tgt_in[:, 0]), state, memory)
@@ -570,7 +632,9 @@ def test_feed_dropout_feeds_back_the_vector_the_output_layer_sees(decoder_cell):
         model.decoder.dropout.p = 0.5
     dropped.eval(), whole.eval()
     with torch.no_grad():
-        torch.testing.assert_close(dropped(batch.src, batch.src_lengths, batch.tgt_in), whole(batch.src, batch.src_lengths, batch.tgt_in))
+        torch.testing.assert_close(
+            dropped(batch.src, batch.src_lengths, batch.tgt_in), whole(batch.src, batch.src_lengths, batch.tgt_in)
+        )
 
 
 def test_feed_dropout_deferred_gradients_equal_autograds():
@@ -609,7 +673,10 @@ def test_shared_embeddings_are_one_matrix_whose_gradient_sums_both_sides():
         torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch.tgt_out.flatten(), ignore_index=PAD).backward()
     both_sides = separate.encoder.embedding.weight.grad + separate.decoder.embedding.weight.grad
     torch.testing.assert_close(shared.encoder.embedding.weight.grad, both_sides)
-    assert separate.encoder.embedding.weight.grad.abs().sum() > 0 and separate.decoder.embedding.weight.grad.abs().sum() > 0
+    assert (
+        separate.encoder.embedding.weight.grad.abs().sum() > 0
+        and separate.decoder.embedding.weight.grad.abs().sum() > 0
+    )
 
 
 def test_shared_embeddings_stay_shared_through_a_state_dict_and_int8():
@@ -618,7 +685,9 @@ def test_shared_embeddings_stay_shared_through_a_state_dict_and_int8():
     assert fresh.decoder.embedding.weight is fresh.encoder.embedding.weight
     batch = random_batch(6, 3)
     with torch.no_grad():
-        torch.testing.assert_close(fresh(batch.src, batch.src_lengths, batch.tgt_in), trained(batch.src, batch.src_lengths, batch.tgt_in))
+        torch.testing.assert_close(
+            fresh(batch.src, batch.src_lengths, batch.tgt_in), trained(batch.src, batch.src_lengths, batch.tgt_in)
+        )
     copy = int8_copy(trained)
     assert copy.decoder.embedding.weight is copy.encoder.embedding.weight
 
@@ -626,14 +695,19 @@ def test_shared_embeddings_stay_shared_through_a_state_dict_and_int8():
 def test_shared_and_tied_embeddings_are_one_matrix_three_ways():
     model = _shared(tie=True)
     assert model.decoder.output.weight is model.decoder.embedding.weight is model.encoder.embedding.weight
-    assert count_parameters(tiny_model(tie=True)) - count_parameters(model) == VOCAB * model.encoder.embedding.embedding_dim
+    assert (
+        count_parameters(tiny_model(tie=True)) - count_parameters(model)
+        == VOCAB * model.encoder.embedding.embedding_dim
+    )
 
 
 def test_shared_embeddings_need_equal_vocabularies():
     cfg = tiny_config()
     cfg.share_embeddings = True
     with pytest.raises(S2SError, match="needs one vocabulary for both sides, got 40 and 30 pieces"):
-        Seq2Seq(cfg, 40, 30)
+        build_model(cfg, 40, 30, joint_vocabulary=True)
+    with pytest.raises(S2SError, match=r"needs one joint vocabulary \(data.subword.joint=true\)"):
+        build_model(cfg, 40, 40, joint_vocabulary=False)  # equal sizes are not enough
 
 
 def test_layer_normalized_decoder_overfits_reverse_task():

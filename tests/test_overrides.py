@@ -1,15 +1,14 @@
-"""Tests for command-line override checking (s2s.overrides for training, s2s.cli for translate/evaluate)."""
+"""Tests for command-line override checking (s2s.arguments for training, s2s.arguments for translate/evaluate)."""
 
 from __future__ import annotations
 
 import pytest
 
-from s2s.cli import parse_overrides
+from s2s.arguments import check_overrides, config_keys, group_options, parse_overrides
 from s2s.commands.translate import USAGE, TranslateOptions
 from s2s.config import SearchConfig
+from s2s.decoding.translator import override_search
 from s2s.errors import S2SError
-from s2s.overrides import check_overrides, config_keys, group_options
-from s2s.translator import override_search
 
 # ---------------------------------------------------------------- training overrides (Hydra syntax)
 

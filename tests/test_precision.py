@@ -5,9 +5,9 @@ import torch
 
 from s2s import precision
 from s2s.config import Precision
+from s2s.decoding.translator import load_translator
 from s2s.errors import S2SError
 from s2s.precision import bf16_runs, resolve_precision
-from s2s.translator import load_translator
 from tests.conftest import TINY, make_config
 
 CPU = torch.device("cpu")
@@ -20,14 +20,24 @@ def _cpu_with(monkeypatch, avx512_bf16: bool, amx: bool, onednn_bf16: bool, bf16
     monkeypatch.setattr(precision, "bf16_matmul_speedup", lambda: bf16_speedup)
 
 
-@pytest.mark.parametrize("avx512_bf16, amx, onednn, auto", [(True, False, True, "bf16"), (False, True, True, "bf16"), (False, False, True, "fp32"), (False, False, False, "fp32")])
+@pytest.mark.parametrize(
+    "avx512_bf16, amx, onednn, auto",
+    [
+        (True, False, True, "bf16"),
+        (False, True, True, "bf16"),
+        (False, False, True, "fp32"),
+        (False, False, False, "fp32"),
+    ],
+)
 def test_auto_picks_bf16_only_where_it_is_native(monkeypatch, avx512_bf16, amx, onednn, auto):
     _cpu_with(monkeypatch, avx512_bf16, amx, onednn)
     assert resolve_precision(Precision.auto, CPU, "trainer.precision").value == auto
     assert resolve_precision(Precision.fp32, CPU, "trainer.precision") == Precision.fp32
 
 
-@pytest.mark.parametrize("speedup, auto", [(0.56, "fp32"), (1.2, "fp32"), (precision.BF16_MIN_SPEEDUP, "bf16"), (4.2, "bf16")])
+@pytest.mark.parametrize(
+    "speedup, auto", [(0.56, "fp32"), (1.2, "fp32"), (precision.BF16_MIN_SPEEDUP, "bf16"), (4.2, "bf16")]
+)
 def test_auto_takes_bf16_only_where_it_measures_faster(monkeypatch, speedup, auto):
     """AVX512-BF16 without AMX can multiply slower in bf16 than in fp32 (0.56x measured): auto keeps fp32 there."""
     _cpu_with(monkeypatch, avx512_bf16=True, amx=False, onednn_bf16=True, bf16_speedup=speedup)

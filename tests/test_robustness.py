@@ -24,7 +24,9 @@ DETERMINISTIC = [*TINY, "threads=1", "model.embedding_dropout=0.2", "model.decod
 
 def start_training(args: list[str], cwd: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, "-m", "s2s.train", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "s2s.train", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
 
 
 def wait_for_checkpoint(path: str, process: subprocess.Popen, newer_than: float = 0.0, timeout: float = 120) -> None:
@@ -71,7 +73,9 @@ def test_sigkill_at_several_points_then_resume_matches_uninterrupted(tmp_path):
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
 def test_signal_saves_a_checkpoint_and_says_how_to_resume(tmp_path, signal_number):
     run_dir = str(tmp_path / "run")
-    process = start_training([*DETERMINISTIC, "trainer.max_steps=100000", "trainer.valid_every=5", f"hydra.run.dir={run_dir}"], str(tmp_path))
+    process = start_training(
+        [*DETERMINISTIC, "trainer.max_steps=100000", "trainer.valid_every=5", f"hydra.run.dir={run_dir}"], str(tmp_path)
+    )
     wait_for_checkpoint(checkpoint.checkpoint_path(run_dir, "last"), process)
     time.sleep(0.3)
     process.send_signal(signal_number)
@@ -85,7 +89,7 @@ def test_signal_saves_a_checkpoint_and_says_how_to_resume(tmp_path, signal_numbe
 
 
 def test_non_finite_steps_are_skipped_and_counted(tmp_path, monkeypatch):
-    import s2s.trainer as train_module
+    import s2s.training.trainer as train_module
 
     original = train_module.token_loss
     calls = {"n": 0}
@@ -107,10 +111,16 @@ def test_non_finite_steps_are_skipped_and_counted(tmp_path, monkeypatch):
 
 
 def test_diverging_run_stops_with_a_clear_error(tmp_path, monkeypatch):
-    import s2s.trainer as train_module
+    import s2s.training.trainer as train_module
 
     original = train_module.token_loss
-    monkeypatch.setattr(train_module, "token_loss", lambda logits, gold, smoothing: original(logits, gold, smoothing) * (float("inf") if torch.is_grad_enabled() else 1.0))
+    monkeypatch.setattr(
+        train_module,
+        "token_loss",
+        lambda logits, gold, smoothing: (
+            original(logits, gold, smoothing) * (float("inf") if torch.is_grad_enabled() else 1.0)
+        ),
+    )
     with pytest.raises(S2SError, match="4 non-finite losses or gradients in a row"):
         run(make_config(*DETERMINISTIC, "trainer.max_bad_steps=4"), str(tmp_path / "run"))
 
@@ -119,7 +129,14 @@ def test_fine_tuning_starts_from_trained_weights_with_its_vocabulary(tmp_path):
     base = str(tmp_path / "base")
     run(make_config(*DETERMINISTIC, "trainer.max_steps=6", "trainer.valid_every=3"), base)
     tuned = str(tmp_path / "tuned")
-    config = make_config(*DETERMINISTIC, "trainer.max_steps=1", "trainer.valid_every=1", f"trainer.init_from={base}", "trainer.reset_optimizer=false", "seed=7")
+    config = make_config(
+        *DETERMINISTIC,
+        "trainer.max_steps=1",
+        "trainer.valid_every=1",
+        f"trainer.init_from={base}",
+        "trainer.reset_optimizer=false",
+        "seed=7",
+    )
     summary = run(config, tuned)
     assert summary["steps"] == 1  # a new run: its own step count
     assert filecmp.cmp(os.path.join(base, "spm.model"), os.path.join(tuned, "spm.model"), shallow=False)
@@ -133,7 +150,10 @@ def test_fine_tuning_refuses_another_model_shape(tmp_path):
     base = str(tmp_path / "base")
     run(make_config(*DETERMINISTIC, "trainer.max_steps=2", "trainer.valid_every=2"), base)
     with pytest.raises(S2SError, match="model config differs"):
-        run(make_config(*DETERMINISTIC, "model.decoder.hidden_size=24", f"trainer.init_from={base}"), str(tmp_path / "other"))
+        run(
+            make_config(*DETERMINISTIC, "model.decoder.hidden_size=24", f"trainer.init_from={base}"),
+            str(tmp_path / "other"),
+        )
 
 
 def test_learning_curve_history_and_tensorboard_are_written(tmp_path):

@@ -6,7 +6,7 @@ import torch
 from s2s import checkpoint
 from s2s.commands.train import run
 from s2s.errors import S2SError
-from s2s.schedule import budget_fraction, linear_decay_lr, warmup_factor
+from s2s.training.schedule import budget_fraction, linear_decay_lr, warmup_factor
 from tests.conftest import TINY
 from tests.test_train import make_config
 
@@ -37,7 +37,12 @@ def test_budget_fraction_is_the_budget_that_runs_out_first():
 def test_training_follows_the_linear_schedule(tmp_path):
     """After 10 of 10 updates with the decay from half-way, the last update used the rate for 9/10 of the budget."""
     torch.set_num_threads(1)
-    run(make_config(*TINY, "trainer.max_steps=10", "trainer.valid_every=5", "optim.scheduler=linear", "optim.decay_start=0.5"), str(tmp_path / "run"))
+    run(
+        make_config(
+            *TINY, "trainer.max_steps=10", "trainer.valid_every=5", "optim.scheduler=linear", "optim.decay_start=0.5"
+        ),
+        str(tmp_path / "run"),
+    )
     state = checkpoint.load(checkpoint.checkpoint_path(str(tmp_path / "run"), "last"))
     assert state["progress"]["step"] == 10
     [group] = state["optimizer"]["param_groups"]

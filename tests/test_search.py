@@ -1,4 +1,4 @@
-"""Tests for greedy search, beam search and sampling (s2s.search)."""
+"""Tests for greedy search, beam search and sampling (s2s.decoding.search)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 import torch
 from helpers import half_trained_model, random_batch, random_ids, sequence_log_prob, tiny_model
 
-from s2s.batching import make_batch
 from s2s.config import Attention, Cell, SearchConfig
+from s2s.data.batching import make_batch
+from s2s.decoding.search import _block_size, beam_search, decode, greedy, max_output_lengths, sample, top_k
 from s2s.errors import S2SError
-from s2s.search import _block_size, beam_search, decode, greedy, max_output_lengths, sample, top_k
-from s2s.subwords import BOS, EOS, PAD
+from s2s.special_tokens import BOS, EOS, PAD
 
 
 def _greedy(model, batch, cfg=None, **kwargs):
@@ -334,7 +334,9 @@ def test_top_k_one_sampling_equals_greedy(trained):
 def test_sampling_temperature_near_zero_equals_greedy(trained):
     batch = make_batch(_sources(20, 4), None, range(4))
     with torch.no_grad():
-        sampled = sample(trained, batch, SearchConfig(sampling=True, temperature=1e-4), torch.Generator().manual_seed(0))
+        sampled = sample(
+            trained, batch, SearchConfig(sampling=True, temperature=1e-4), torch.Generator().manual_seed(0)
+        )
     assert [h.tokens for h in sampled] == [h.tokens for h in _greedy(trained, batch)]
 
 

@@ -1,4 +1,4 @@
-"""Subword regularization (s2s.subword_sampling): a new, reproducible segmentation of the training text each epoch."""
+"""Subword regularization (s2s.data.subword_sampling): a new, reproducible segmentation of the training text each epoch."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import os
 import pytest
 
 from s2s.config import SubwordModel
-from s2s.data import prepare_training_data
+from s2s.data.pipeline import prepare_training_data
+from s2s.data.subword_sampling import check_alpha
 from s2s.errors import S2SError
-from s2s.subword_sampling import check_alpha
 from tests.test_data import _config, _write_corpus
 
 
@@ -71,7 +71,11 @@ def test_batches_follow_the_lengths_of_the_sampled_segmentation(tmp_path):
         assert train.tgt_lengths.tolist() == [len(t) for _, t in rows]
         # every side stays within max_len (30): over-long samples fall back to the best segmentation
         assert max(max(len(s), len(t)) for s, t in rows) <= 30
-        assert all(len(b) * (max(max(train.src_lengths[i], train.tgt_lengths[i]) for i in b) + 1) <= 200 for b in plan if len(b) > 1)
+        assert all(
+            len(b) * (max(max(train.src_lengths[i], train.tgt_lengths[i]) for i in b) + 1) <= 200
+            for b in plan
+            if len(b) > 1
+        )
 
 
 def test_each_epoch_writes_its_segmentation_to_the_temporary_arrow_directory(tmp_path):

@@ -23,9 +23,15 @@ from tests.conftest import CONF_DIR, ROOT, TINY, run_cli
 
 REPORT = os.path.join(ROOT, "scripts", "sweep_report.py")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-needs_optuna = pytest.mark.skipif(importlib.util.find_spec("optuna") is None, reason="the optional Optuna sweeper is not installed (pip install hydra-optuna-sweeper)")
+needs_optuna = pytest.mark.skipif(
+    importlib.util.find_spec("optuna") is None,
+    reason="the optional Optuna sweeper is not installed (pip install hydra-optuna-sweeper)",
+)
 # Three updates and one validation per job: a sweep of four jobs takes seconds.
-SHORT = [a for a in TINY if not a.startswith(("trainer.max_steps=", "trainer.valid_every="))] + ["trainer.max_steps=3", "trainer.valid_every=3"]
+SHORT = [a for a in TINY if not a.startswith(("trainer.max_steps=", "trainer.valid_every="))] + [
+    "trainer.max_steps=3",
+    "trainer.valid_every=3",
+]
 
 
 def composed(overrides: list[str]):
@@ -36,7 +42,13 @@ def composed(overrides: list[str]):
 
 
 def run_report(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, REPORT, *args], capture_output=True, text=True, timeout=120, env=dict(os.environ, MPLBACKEND="Agg"))
+    return subprocess.run(
+        [sys.executable, REPORT, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, MPLBACKEND="Agg"),
+    )
 
 
 def load_report_module():
@@ -83,7 +95,13 @@ def test_bleu_search_maximizes_bleu_over_a_valid_search_space():
     assert (sweeper.direction, sweeper.n_jobs, sweeper.storage) == ("maximize", 1, None)
     assert sweeper.sampler._target_ == "optuna.samplers.TPESampler" and sweeper.sampler.seed == 1234
     assert cfg.trainer.early_stopping_metric == "bleu"  # what the runs return, so what Optuna maximizes
-    assert {"optim.lr", "model.decoder.hidden_size", "model.encoder.dropout", "model.decoder.dropout", "data.subword.vocab_size"} <= set(sweeper.params)
+    assert {
+        "optim.lr",
+        "model.decoder.hidden_size",
+        "model.encoder.dropout",
+        "model.decoder.dropout",
+        "data.subword.vocab_size",
+    } <= set(sweeper.params)
     parsed = OverridesParser.create().parse_overrides([f"{key}={value}" for key, value in sweeper.params.items()])
     assert all(override.is_sweep_override() for override in parsed)
     assert composed(["experiment=multi30k_de_en", "hydra/sweeper=bleu_search"]).trainer.early_stopping_metric == "bleu"
@@ -95,7 +113,9 @@ def joblib_sweep(tmp_path_factory) -> tuple[str, str]:
     """A 2x2 grid run by the joblib launcher, two jobs at a time: (sweep dir, combined output)."""
     workdir = tmp_path_factory.mktemp("joblib")
     grid = ["model.decoder.cell=gru,lstm", "model.decoder.attention=none,bahdanau"]
-    result = run_cli("s2s.train", ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *SHORT, *grid], cwd=str(workdir))
+    result = run_cli(
+        "s2s.train", ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *SHORT, *grid], cwd=str(workdir)
+    )
     output = result.stdout.decode() + result.stderr.decode()
     assert result.returncode == 0, output[-3000:]
     (sweep,) = sweep_dirs(workdir)
@@ -122,9 +142,20 @@ def test_report_of_joblib_sweep(joblib_sweep, tmp_path):
     with open(tmp_path / "leaderboard.csv", newline="") as file:
         rows = list(csv.DictReader(file))
     assert len(rows) == 4
-    assert {"model.decoder.cell", "model.decoder.attention", "BLEU", "chrF", "ppl", "exact match", "parameters", "train s"} <= set(rows[0])
+    assert {
+        "model.decoder.cell",
+        "model.decoder.attention",
+        "BLEU",
+        "chrF",
+        "ppl",
+        "exact match",
+        "parameters",
+        "train s",
+    } <= set(rows[0])
     assert "threads" not in rows[0] and "trainer.max_steps" not in rows[0]  # same in every job
-    assert {(r["model.decoder.cell"], r["model.decoder.attention"]) for r in rows} == {(c, a) for c in ("gru", "lstm") for a in ("none", "bahdanau")}
+    assert {(r["model.decoder.cell"], r["model.decoder.attention"]) for r in rows} == {
+        (c, a) for c in ("gru", "lstm") for a in ("none", "bahdanau")
+    }
     bleu = [float(r["BLEU"]) for r in rows]
     assert bleu == sorted(bleu, reverse=True)
     markdown = (tmp_path / "leaderboard.md").read_text()
@@ -136,7 +167,9 @@ def test_report_of_joblib_sweep(joblib_sweep, tmp_path):
 @needs_optuna
 def test_optuna_bleu_search_runs_and_returns_bleu(tmp_path):
     # Fixed overrides (the tiny sizes, vocabulary 80) leave only lr and the dropouts to search.
-    result = run_cli("s2s.train", ["-m", "experiment=sweep_bleu", "hydra.sweeper.n_trials=2", *SHORT], cwd=str(tmp_path))
+    result = run_cli(
+        "s2s.train", ["-m", "experiment=sweep_bleu", "hydra.sweeper.n_trials=2", *SHORT], cwd=str(tmp_path)
+    )
     output = result.stdout.decode() + result.stderr.decode()
     assert result.returncode == 0, output[-3000:]
     (sweep,) = sweep_dirs(tmp_path)
@@ -153,13 +186,22 @@ def test_optuna_bleu_search_runs_and_returns_bleu(tmp_path):
 
 
 # ----- the report on hand-made sweep directories -----------------------------------------------
-def fake_job(sweep, name: str, overrides: list[str], best: dict | None, seconds: float = 1.0, parameters: int = 1000) -> None:
+def fake_job(
+    sweep, name: str, overrides: list[str], best: dict | None, seconds: float = 1.0, parameters: int = 1000
+) -> None:
     """A job directory as Hydra and s2s.train leave it; best=None: not finished (no metrics.json)."""
     job = sweep / name
     (job / ".hydra").mkdir(parents=True)
     (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     if best is not None:
-        summary = {"steps": 3, "train_seconds": seconds, "wall_seconds": seconds + 1, "parameters": parameters, "best": best, "last": best}
+        summary = {
+            "steps": 3,
+            "train_seconds": seconds,
+            "wall_seconds": seconds + 1,
+            "parameters": parameters,
+            "best": best,
+            "last": best,
+        }
         (job / "metrics.json").write_text(json.dumps(summary))
 
 
@@ -190,7 +232,11 @@ def test_report_help():
 def test_report_refuses_a_missing_directory(tmp_path):
     result = run_report([str(tmp_path / "nowhere")])
     assert result.returncode == 2
-    assert result.stderr.startswith("error: ") and "is not a directory" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert (
+        result.stderr.startswith("error: ")
+        and "is not a directory" in result.stderr
+        and len(result.stderr.splitlines()) == 1
+    )
 
 
 def test_report_refuses_a_sweep_without_finished_jobs(tmp_path):

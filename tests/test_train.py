@@ -24,7 +24,15 @@ def test_defaults_compose_into_typed_config():
 
 
 def test_groups_and_overrides_compose():
-    cfg = make_config("data=multi30k", "model=base", "search=beam", "model.decoder.cell=gru", "optim.lr=5e-4", "data.src_lang=en", "data.tgt_lang=de")
+    cfg = make_config(
+        "data=multi30k",
+        "model=base",
+        "search=beam",
+        "model.decoder.cell=gru",
+        "optim.lr=5e-4",
+        "data.src_lang=en",
+        "data.tgt_lang=de",
+    )
     assert cfg.data.dir == "../shared/data/multi30k" and (cfg.data.src_lang, cfg.data.tgt_lang) == ("en", "de")
     assert cfg.model.decoder.hidden_size == 512 and cfg.model.decoder.cell is Cell.gru
     assert cfg.optim.lr == 5e-4 and cfg.search.beam_size == 5
@@ -43,7 +51,13 @@ def _final_parameters(run_dir: str) -> dict[str, torch.Tensor]:
 
 def test_resume_continues_exactly(tmp_path):
     torch.set_num_threads(1)
-    common = [*TINY, "trainer.valid_every=4", "model.embedding_dropout=0.2", "model.decoder.dropout=0.2", "optim.warmup_steps=3"]
+    common = [
+        *TINY,
+        "trainer.valid_every=4",
+        "model.embedding_dropout=0.2",
+        "model.decoder.dropout=0.2",
+        "optim.warmup_steps=3",
+    ]
     straight = str(tmp_path / "straight")
     run(make_config(*common, "trainer.max_steps=12"), straight)
 
@@ -69,7 +83,10 @@ def test_resume_refuses_a_different_model(tmp_path):
 
 def test_loss_falls_and_best_checkpoint_holds_the_best_metric(tmp_path):
     barely = run(make_config(*TINY, "trainer.max_steps=1", "trainer.valid_every=1"), str(tmp_path / "one"))
-    trained = run(make_config(*TINY, "trainer.max_steps=40", "trainer.valid_every=10", "trainer.early_stopping_metric=loss"), str(tmp_path / "forty"))
+    trained = run(
+        make_config(*TINY, "trainer.max_steps=40", "trainer.valid_every=10", "trainer.early_stopping_metric=loss"),
+        str(tmp_path / "forty"),
+    )
     assert trained["steps"] == 40
     assert trained["last"]["loss"] < barely["last"]["loss"] - 0.5
     best = checkpoint.load(checkpoint.checkpoint_path(str(tmp_path / "forty"), "best"))
@@ -79,7 +96,7 @@ def test_loss_falls_and_best_checkpoint_holds_the_best_metric(tmp_path):
 
 @pytest.mark.parametrize("multi30k", [os.path.join(ROOT, "..", "shared", "data", "multi30k")])
 def test_multi30k_local_files_load_in_both_directions(multi30k):
-    from s2s.corpus import load_split
+    from s2s.data.corpus import load_split
 
     if not os.path.isdir(multi30k):
         pytest.skip("Multi30k is not on this machine")
@@ -109,9 +126,13 @@ def test_fp32_recipe_is_the_de_en_recipe_with_less_dropout():
         assert getattr(fp32, section) == getattr(base, section), section
     assert fp32.trainer.max_minutes == base.trainer.max_minutes == 57
     assert fp32.model.decoder.hidden_size == base.model.decoder.hidden_size == 512
+
     # nothing else differs: the model only in its dropouts, the trainer only in its precision
     def without_dropout(model):
-        encoder, decoder = dataclasses.replace(model.encoder, dropout=0.0), dataclasses.replace(model.decoder, dropout=0.0)
+        encoder, decoder = (
+            dataclasses.replace(model.encoder, dropout=0.0),
+            dataclasses.replace(model.decoder, dropout=0.0),
+        )
         return dataclasses.replace(model, embedding_dropout=0.0, encoder=encoder, decoder=decoder)
 
     assert without_dropout(fp32.model) == without_dropout(base.model)
@@ -128,7 +149,10 @@ def test_en_de_fp32_recipe_is_the_de_en_fp32_recipe_in_the_other_direction():
 
 
 def test_max_minutes_stops_a_run_on_time(tmp_path):
-    summary = run(make_config(*TINY, "trainer.max_steps=0", "trainer.max_epochs=0", "trainer.max_minutes=0.05"), str(tmp_path / "run"))
+    summary = run(
+        make_config(*TINY, "trainer.max_steps=0", "trainer.max_epochs=0", "trainer.max_minutes=0.05"),
+        str(tmp_path / "run"),
+    )
     assert 3.0 <= summary["wall_seconds"] < 20.0
     assert summary["steps"] > 0
 
@@ -180,7 +204,13 @@ def test_label_smoothing_outside_0_1_is_rejected_before_training(tmp_path, smoot
         run(make_config(*TINY, f"optim.label_smoothing={smoothing}"), str(tmp_path / "run"))
 
 
-@pytest.mark.parametrize("setting, message", [("trainer.valid_every=-1", "trainer.valid_every must be 0"), ("trainer.log_every=0", "trainer.log_every must be at least 1")])
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("trainer.valid_every=-1", "trainer.valid_every must be 0"),
+        ("trainer.log_every=0", "trainer.log_every must be at least 1"),
+    ],
+)
 def test_bad_validation_and_log_intervals_are_rejected_before_training(tmp_path, setting, message):
     from s2s.errors import S2SError
 
@@ -195,7 +225,16 @@ def test_validation_at_epoch_ends_can_be_turned_off(tmp_path, each_epoch, valid_
 
     torch.set_num_threads(1)
     run_dir = str(tmp_path / "run")
-    run(make_config(*TINY, "trainer.max_steps=0", "trainer.max_epochs=3", f"trainer.valid_every={valid_every}", f"trainer.valid_each_epoch={each_epoch}"), run_dir)
+    run(
+        make_config(
+            *TINY,
+            "trainer.max_steps=0",
+            "trainer.max_epochs=3",
+            f"trainer.valid_every={valid_every}",
+            f"trainer.valid_each_epoch={each_epoch}",
+        ),
+        run_dir,
+    )
     with open(os.path.join(run_dir, "history.jsonl")) as lines:
         validated = [record["step"] for record in map(json.loads, lines) if record["kind"] == "valid"]
     last = checkpoint.load(checkpoint.checkpoint_path(run_dir, "last"))["progress"]["step"]
@@ -225,8 +264,8 @@ def test_log_reports_gradient_norm_before_clipping(tmp_path, caplog, clip_norm):
 
 
 def test_rdrop_loss_is_the_mean_cross_entropy_plus_the_weighted_symmetric_kl():
-    from s2s.loss import symmetric_kl
-    from s2s.trainer import rdrop_loss, token_loss
+    from s2s.training.loss import symmetric_kl
+    from s2s.training.trainer import rdrop_loss, token_loss
 
     generator = torch.Generator().manual_seed(0)
     logits = torch.randn(6, 5, 11, generator=generator)  # a batch of 3 sentences, run twice
@@ -236,15 +275,25 @@ def test_rdrop_loss_is_the_mean_cross_entropy_plus_the_weighted_symmetric_kl():
     first, second = logits[:3], logits[3:]
     expected_ce = (token_loss(first, gold, 0.1) + token_loss(second, gold, 0.1)) / 2
     torch.testing.assert_close(cross_entropy, expected_ce)
-    torch.testing.assert_close(loss, expected_ce + 5.0 / 4 * symmetric_kl(first.flatten(0, 1), second.flatten(0, 1), gold.flatten(), 0))
+    torch.testing.assert_close(
+        loss, expected_ce + 5.0 / 4 * symmetric_kl(first.flatten(0, 1), second.flatten(0, 1), gold.flatten(), 0)
+    )
     assert loss > cross_entropy + 0.1  # different predictions cost something
 
 
 def test_rdrop_without_dropout_trains_like_plain_training(tmp_path):
     torch.set_num_threads(1)
-    no_dropout = [*TINY, "model.embedding_dropout=0", "model.encoder.dropout=0", "model.decoder.dropout=0", "trainer.max_steps=4"]
+    no_dropout = [
+        *TINY,
+        "model.embedding_dropout=0",
+        "model.encoder.dropout=0",
+        "model.decoder.dropout=0",
+        "trainer.max_steps=4",
+    ]
     run(make_config(*no_dropout), str(tmp_path / "plain"))
-    run(make_config(*no_dropout, "optim.rdrop_alpha=5"), str(tmp_path / "rdrop"))  # both copies see the same model: KL 0
+    run(
+        make_config(*no_dropout, "optim.rdrop_alpha=5"), str(tmp_path / "rdrop")
+    )  # both copies see the same model: KL 0
     plain, rdrop = _final_parameters(str(tmp_path / "plain")), _final_parameters(str(tmp_path / "rdrop"))
     for name in plain:
         torch.testing.assert_close(rdrop[name], plain[name], rtol=1e-4, atol=1e-5, msg=name)
@@ -254,7 +303,13 @@ def test_rdrop_with_dropout_changes_training_and_logs_cross_entropy(tmp_path):
     import json
 
     torch.set_num_threads(1)
-    dropout = [*TINY, "model.embedding_dropout=0.3", "model.decoder.dropout=0.3", "trainer.max_steps=6", "trainer.log_every=3"]
+    dropout = [
+        *TINY,
+        "model.embedding_dropout=0.3",
+        "model.decoder.dropout=0.3",
+        "trainer.max_steps=6",
+        "trainer.log_every=3",
+    ]
     run(make_config(*dropout), str(tmp_path / "plain"))
     run(make_config(*dropout, "optim.rdrop_alpha=5"), str(tmp_path / "rdrop"))
     plain, rdrop = _final_parameters(str(tmp_path / "plain")), _final_parameters(str(tmp_path / "rdrop"))

@@ -16,15 +16,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from s2s.batching import make_batch
-from s2s.cli import parse_overrides
+from s2s.arguments import parse_overrides
 from s2s.commands.translate import USAGE, TranslateOptions, translate_stream
+from s2s.data.batching import make_batch
+from s2s.data.subwords import load_tokenizers
+from s2s.data.text import clean, split_spans
+from s2s.decoding.search import greedy
+from s2s.decoding.translator import forced_attention, load_translator
 from s2s.errors import S2SError
 from s2s.precision import bf16_runs
-from s2s.search import greedy
-from s2s.subwords import UNK, load_tokenizers
-from s2s.text import clean, split_spans
-from s2s.translator import forced_attention, load_translator
+from s2s.special_tokens import UNK
 from tests.conftest import CONF_DIR, TINY, run_cli
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"
@@ -55,7 +56,22 @@ def expected_lines(data: bytes) -> int:
 
 
 def test_clean_blanks_every_line_breaker_but_keeps_tabs_and_text():
-    for breaker in ["\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029", "\x00", "\x1b", "\x7f", "\x9f"]:
+    for breaker in [
+        "\n",
+        "\r",
+        "\x0b",
+        "\x0c",
+        "\x1c",
+        "\x1d",
+        "\x1e",
+        "\x85",
+        "\u2028",
+        "\u2029",
+        "\x00",
+        "\x1b",
+        "\x7f",
+        "\x9f",
+    ]:
         assert clean(f"a{breaker}b") == "a b", repr(breaker)
     assert clean("a\tb 日本 😀 é") == "a\tb 日本 😀 é"
     assert clean("a\ud800b") == "a\ufffdb"
@@ -100,7 +116,9 @@ def test_mixed_bad_input_gives_one_defined_line_per_input_line(trained_run):
         "\ufeff3 March 1998",
         "3 March 1998\r",  # a CRLF line ending
     ]
-    data = "".join(line + "\n" for line in lines).encode() + b"3 March \xff\xfe1998\n" + b"3 March 1998"  # no final newline
+    data = (
+        "".join(line + "\n" for line in lines).encode() + b"3 March \xff\xfe1998\n" + b"3 March 1998"
+    )  # no final newline
     out, log = translate(trained_run, data, "--on-invalid-utf8", "replace", "--chunk-lines", "3")
     assert len(out) == len(lines) + 2 and log == ""
     assert out[1] == out[2] == out[3] == ""  # empty and whitespace-only lines stay empty
@@ -131,7 +149,9 @@ def test_any_text_lines_give_as_many_output_lines(trained_run, lines):
 @settings(max_examples=30, deadline=None)
 @given(st.binary(max_size=200), st.sampled_from(["split", "truncate"]))
 def test_any_bytes_give_one_output_line_per_input_line(trained_run, data, long_lines):
-    out, _ = translate(trained_run, data, "--on-invalid-utf8", "replace", "--long-lines", long_lines, "--max-input-tokens", "5")
+    out, _ = translate(
+        trained_run, data, "--on-invalid-utf8", "replace", "--long-lines", long_lines, "--max-input-tokens", "5"
+    )
     assert len(out) == expected_lines(data)
 
 
@@ -160,14 +180,19 @@ def test_long_line_split_is_the_default_up_to_the_runs_max_len(trained_run):
     max_len = OmegaConf.load(os.path.join(trained_run, "config.yaml")).data.max_len
     assert 10 * size > max_len
     out, log = translate(trained_run, line + "\n")
-    assert log == "" and out == translate(trained_run, line + "\n", "--long-lines=split", f"--max-input-tokens={max_len}")[0]
+    assert (
+        log == ""
+        and out == translate(trained_run, line + "\n", "--long-lines=split", f"--max-input-tokens={max_len}")[0]
+    )
 
 
 def test_long_line_truncate_warns_with_the_line_number(trained_run):
     line, size = _long_line(trained_run, 5)
     single, _ = translate(trained_run, "3 March 1998.\n")
     data = f"{line}\nshort\n\n{line}\n"
-    out, log = translate(trained_run, data, "--long-lines", "truncate", "--max-input-tokens", str(size), "--chunk-lines", "2")
+    out, log = translate(
+        trained_run, data, "--long-lines", "truncate", "--max-input-tokens", str(size), "--chunk-lines", "2"
+    )
     assert out[0] == out[3] == single[0] and out[2] == ""
     hint = "(use --long-lines split to translate it in full)"
     assert log.splitlines() == [
@@ -181,16 +206,54 @@ def test_long_line_truncate_warns_with_the_line_number(trained_run):
 
 def test_flags_mean_the_same_as_key_value():
     flags = parse_overrides(
-        ["--run", "r", "--checkpoint=last", "--device", "cpu", "--beam-size", "4", "--n-best=2", "--batch-size", "8",
-         "--scores", "--attention-plots", "plots", "--on-invalid-utf8", "replace", "--long-lines", "truncate",
-         "--max-input-tokens", "30", "--chunk-lines", "7", "--search.length-penalty", "0.5", "--search.sampling"],
-        TranslateOptions, USAGE,
+        [
+            "--run",
+            "r",
+            "--checkpoint=last",
+            "--device",
+            "cpu",
+            "--beam-size",
+            "4",
+            "--n-best=2",
+            "--batch-size",
+            "8",
+            "--scores",
+            "--attention-plots",
+            "plots",
+            "--on-invalid-utf8",
+            "replace",
+            "--long-lines",
+            "truncate",
+            "--max-input-tokens",
+            "30",
+            "--chunk-lines",
+            "7",
+            "--search.length-penalty",
+            "0.5",
+            "--search.sampling",
+        ],
+        TranslateOptions,
+        USAGE,
     )
     keys = parse_overrides(
-        ["run=r", "checkpoint=last", "device=cpu", "search.beam_size=4", "search.n_best=2", "search.batch_size=8",
-         "scores=true", "attention_plots=plots", "on_invalid_utf8=replace", "long_lines=truncate",
-         "max_input_tokens=30", "chunk_lines=7", "search.length_penalty=0.5", "search.sampling=true"],
-        TranslateOptions, USAGE,
+        [
+            "run=r",
+            "checkpoint=last",
+            "device=cpu",
+            "search.beam_size=4",
+            "search.n_best=2",
+            "search.batch_size=8",
+            "scores=true",
+            "attention_plots=plots",
+            "on_invalid_utf8=replace",
+            "long_lines=truncate",
+            "max_input_tokens=30",
+            "chunk_lines=7",
+            "search.length_penalty=0.5",
+            "search.sampling=true",
+        ],
+        TranslateOptions,
+        USAGE,
     )
     assert flags == keys
     assert flags[1] == ["beam_size=4", "n_best=2", "batch_size=8", "length_penalty=0.5", "sampling=true"]
@@ -223,22 +286,46 @@ def test_n_best_implies_scores(trained_run):
 def test_command_line_with_flags(trained_run, tmp_path):
     line, size = _long_line(trained_run, 3)
     data = b"3 March 1998\nbad \xff byte\n" + f"{line}\n\u2028\n".encode()
-    args = [f"--run={trained_run}", "--on-invalid-utf8", "replace", "--long-lines", "truncate", "--max-input-tokens", str(size), "--beam-size", "2"]
+    args = [
+        f"--run={trained_run}",
+        "--on-invalid-utf8",
+        "replace",
+        "--long-lines",
+        "truncate",
+        "--max-input-tokens",
+        str(size),
+        "--beam-size",
+        "2",
+    ]
     result = run_cli("s2s.translate", args, cwd=str(tmp_path), stdin=data)
     assert result.returncode == 0, result.stderr.decode()
     assert len(result.stdout.decode("utf-8").split("\n")) == 4 + 1
-    assert result.stderr.decode().splitlines() == [f"warning: line 3 has {3 * size} subwords; truncated to {size} (use --long-lines split to translate it in full)"]
+    assert result.stderr.decode().splitlines() == [
+        f"warning: line 3 has {3 * size} subwords; truncated to {size} (use --long-lines split to translate it in full)"
+    ]
 
 
-
-@pytest.mark.skipif(bf16_runs(torch.device("cpu")), reason="this CPU runs bf16; the error is for CPUs without bf16 kernels")
+@pytest.mark.skipif(
+    bf16_runs(torch.device("cpu")), reason="this CPU runs bf16; the error is for CPUs without bf16 kernels"
+)
 def test_bf16_on_a_cpu_without_bf16_kernels_is_a_one_line_error(trained_run, tmp_path):
-    result = run_cli("s2s.translate", [f"--run={trained_run}", "--device=cpu", "--precision", "bf16"], cwd=str(tmp_path), stdin=b"3 March 1998\n")
+    result = run_cli(
+        "s2s.translate",
+        [f"--run={trained_run}", "--device=cpu", "--precision", "bf16"],
+        cwd=str(tmp_path),
+        stdin=b"3 March 1998\n",
+    )
     assert result.returncode == 2 and result.stdout == b""
     lines = result.stderr.decode().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: search.precision=bf16 needs"), lines
-    auto = run_cli("s2s.translate", [f"--run={trained_run}", "--device=cpu", "--precision", "auto"], cwd=str(tmp_path), stdin=b"3 March 1998\n")
+    auto = run_cli(
+        "s2s.translate",
+        [f"--run={trained_run}", "--device=cpu", "--precision", "auto"],
+        cwd=str(tmp_path),
+        stdin=b"3 March 1998\n",
+    )
     assert auto.returncode == 0 and len(auto.stdout.decode().splitlines()) == 1
+
 
 # ---- attention plots ---------------------------------------------------------------------------
 
@@ -247,7 +334,15 @@ def test_bf16_on_a_cpu_without_bf16_kernels_is_a_one_line_error(trained_run, tmp
 def test_attention_plots_one_png_per_non_empty_line(trained_run, tmp_path, search):
     line, size = _long_line(trained_run, 2)
     lines = ["3 March 1998", "", "  ", "日本 😀 $x$ \\frac{", line]
-    out, _ = translate(trained_run, "\n".join(lines) + "\n", "--attention-plots", str(tmp_path / "plots"), "--max-input-tokens", str(size), *search)
+    out, _ = translate(
+        trained_run,
+        "\n".join(lines) + "\n",
+        "--attention-plots",
+        str(tmp_path / "plots"),
+        "--max-input-tokens",
+        str(size),
+        *search,
+    )
     assert len(out) == 5
     assert sorted(os.listdir(tmp_path / "plots")) == ["line-000001.png", "line-000004.png", "line-000005.png"]
     for name in os.listdir(tmp_path / "plots"):
@@ -270,7 +365,9 @@ def test_attention_plots_of_a_model_without_attention_is_a_clear_error(tmp_path)
     from s2s.commands.train import run
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        composed = compose("config", overrides=[*TINY, "model.decoder.attention=none", "trainer.max_steps=2", "trainer.valid_every=2"])
+        composed = compose(
+            "config", overrides=[*TINY, "model.decoder.attention=none", "trainer.max_steps=2", "trainer.valid_every=2"]
+        )
     run_dir = str(tmp_path / "run")
     run(OmegaConf.to_object(composed), run_dir)
     out, _ = translate(run_dir, "3 March 1998\n\n")
@@ -283,7 +380,11 @@ def test_attention_plots_of_a_model_without_attention_is_a_clear_error(tmp_path)
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.text(alphabet=st.one_of(st.characters(exclude_categories=("Cs",)), st.sampled_from(SEPARATORS + ["\n", "⁇", "."]))))
+@given(
+    st.text(
+        alphabet=st.one_of(st.characters(exclude_categories=("Cs",)), st.sampled_from(SEPARATORS + ["\n", "⁇", "."]))
+    )
+)
 def test_subword_round_trip(trained_run, text):
     """What sentencepiece (nmt_nfkc normalization) guarantees, checked on the run's model.
 

@@ -18,10 +18,12 @@ from typing import Any
 import torch
 
 from s2s import checkpoint
-from s2s.cli import parse_overrides
+from s2s.arguments import parse_overrides
 from s2s.errors import S2SError, user_errors_exit
 
-USAGE = __doc__ + """
+USAGE = (
+    __doc__
+    + """
 Options (key=value or --flag):
   run=PATH         training run directory (default: the latest run under outputs/)
   last=5           average the last N kept checkpoints (fewer if the run kept fewer)
@@ -30,6 +32,7 @@ Options (key=value or --flag):
                    their moving average; without, the same as trained)
   output=PATH      where to write (default: RUN/checkpoints/averaged.pt)
 """
+)
 
 
 @dataclass
@@ -89,7 +92,11 @@ def average(options: AverageOptions) -> str:
         raise S2SError(f"run={run_dir} is not a run directory")
     paths = last_kept(run_dir, options.last)
     averaged, last = average_weights(paths, options.weights)
-    state = {key: value for key, value in last.items() if key not in ("trained_model", "ema_updates", "metrics", "best_metrics")}
+    state = {
+        key: value
+        for key, value in last.items()
+        if key not in ("trained_model", "ema_updates", "metrics", "best_metrics")
+    }
     state["model"] = averaged
     state["averaged_from"] = [os.path.basename(path) for path in paths]
     state["averaged_weights"] = options.weights

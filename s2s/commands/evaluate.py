@@ -13,13 +13,15 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from s2s.cli import parse_overrides
-from s2s.corpus import load_split
+from s2s.arguments import parse_overrides
+from s2s.data.corpus import load_split
+from s2s.decoding.translator import load_translator
 from s2s.errors import S2SError, user_errors_exit
 from s2s.metrics import score
-from s2s.translator import load_translator
 
-USAGE = __doc__ + """
+USAGE = (
+    __doc__
+    + """
 Options (key=value):
   run=PATH           training run directory or checkpoint (default: the latest run under outputs/)
   checkpoint=best    best | last | averaged (python -m s2s.average) | step-N (trainer.keep_checkpoints)
@@ -33,6 +35,7 @@ Options (key=value):
                      (default: the run's target language; with hyp/ref files: off)
   search.KEY=VALUE   decoding options, as for s2s.translate
 """
+)
 
 
 @dataclass
@@ -71,7 +74,9 @@ def translate_split(options: EvaluateOptions, search: list[str]) -> tuple[list[s
     hypotheses: list[str] = []
     step = 256
     for start in tqdm(range(0, len(sources), step), desc=f"translate {split}", unit="chunk", disable=None):
-        hypotheses += translator.translate(sources[start : start + step], max_input_tokens=None)  # whole sentences, as scored so far
+        hypotheses += translator.translate(
+            sources[start : start + step], max_input_tokens=None
+        )  # whole sentences, as scored so far
     if cfg.data.lowercase:
         references = [r.lower() for r in references]
     language = options.lang or (cfg.data.tgt_lang if cfg.data.format.value != "dates" else None)
@@ -109,7 +114,9 @@ def print_report(metrics: dict, what: str) -> None:
     print(f"BLEU  {metrics['bleu']:6.2f}   {metrics['bleu_signature']}")
     print(f"BLEU  {metrics['bleu_lc']:6.2f}   {metrics['bleu_lc_signature']}  (lowercased)")
     if "bleu_lc_moses" in metrics:
-        print(f"BLEU  {metrics['bleu_lc_moses']:6.2f}   {metrics['bleu_lc_moses_signature']}  (lowercased, Moses-tokenized)")
+        print(
+            f"BLEU  {metrics['bleu_lc_moses']:6.2f}   {metrics['bleu_lc_moses_signature']}  (lowercased, Moses-tokenized)"
+        )
     print(f"chrF  {metrics['chrf']:6.2f}   {metrics['chrf_signature']}")
     print(f"exact {metrics['exact_match']:6.2f}%")
 
@@ -118,7 +125,11 @@ def main(argv: list[str] | None = None) -> None:
     with user_errors_exit():
         options, search = parse_overrides(sys.argv[1:] if argv is None else argv, EvaluateOptions, USAGE)
         metrics = evaluate(options, search)
-        print(json.dumps({k: metrics[k] for k in ("bleu", "bleu_lc", "bleu_lc_moses", "chrf", "exact_match") if k in metrics}))
+        print(
+            json.dumps(
+                {k: metrics[k] for k in ("bleu", "bleu_lc", "bleu_lc_moses", "chrf", "exact_match") if k in metrics}
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -17,11 +17,11 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from s2s import distributed
+from s2s.arguments import check_overrides
 from s2s.config import Config, register_configs
 from s2s.errors import S2SError, user_errors_exit
-from s2s.overrides import check_overrides
-from s2s.trainer import Trainer
+from s2s.training import distributed
+from s2s.training.trainer import Trainer
 
 
 def seed_everything(seed: int) -> None:
@@ -74,7 +74,9 @@ def check_output_dir(args: list[str]) -> None:
         with tempfile.TemporaryFile(dir=target):
             pass
     except OSError as error:
-        raise S2SError(f"cannot write to the run directory {target}: {error.strerror or error}; choose another with hydra.run.dir=PATH") from None
+        raise S2SError(
+            f"cannot write to the run directory {target}: {error.strerror or error}; choose another with hydra.run.dir=PATH"
+        ) from None
 
 
 def main() -> None:

@@ -17,13 +17,15 @@ from typing import BinaryIO, Iterator, TextIO
 
 from tqdm import tqdm
 
+from s2s.arguments import parse_overrides
 from s2s.checkpoint import check_name as check_checkpoint_name
-from s2s.cli import parse_overrides
+from s2s.data.text import clean, decode_line
+from s2s.decoding.translator import Translation, Translator, load_translator
 from s2s.errors import S2SError, user_errors_exit
-from s2s.text import clean, decode_line
-from s2s.translator import Translation, Translator, load_translator
 
-USAGE = __doc__ + """
+USAGE = (
+    __doc__
+    + """
 Options, as --flag VALUE or key=value (--foo-bar X is foo_bar=X):
   --run PATH               training run directory or checkpoint file (default: the latest run under outputs/)
   --checkpoint best        best | last | averaged (python -m s2s.average) | step-N (trainer.keep_checkpoints)
@@ -49,6 +51,7 @@ Options, as --flag VALUE or key=value (--foo-bar X is foo_bar=X):
                            max_len_b, batch_size, precision, sampling, temperature, top_k), also as
                            --search.KEY VALUE; default: the run's own
 """
+)
 
 
 class InvalidUtf8(str, Enum):
@@ -124,7 +127,9 @@ def translate_stream(
     (default stderr). Returns the number of lines."""
     log = log if log is not None else sys.stderr
     check_options(options)
-    translator, cfg, _ = load_translator(options.run, options.checkpoint, options.device, search_overrides, options.reverse)
+    translator, cfg, _ = load_translator(
+        options.run, options.checkpoint, options.device, search_overrides, options.reverse
+    )
     translator.generator.manual_seed(options.seed)
     max_tokens = options.max_input_tokens if options.max_input_tokens is not None else cfg.data.max_len
     plots = options.attention_plots
@@ -146,7 +151,14 @@ def translate_stream(
                         file=log,
                     )
                 if plots is not None and translation.attention is not None:
-                    save_attention_heatmap(os.path.join(plots, f"line-{number:06d}.png"), translation.attention, f"line {number}")
+                    alignment = translation.attention
+                    save_attention_heatmap(
+                        os.path.join(plots, f"line-{number:06d}.png"),
+                        alignment.weights,
+                        alignment.source,
+                        alignment.target,
+                        f"line {number}",
+                    )
                 sink.write(format_line(translation, with_scores) + "\n")
             sink.flush()
             count += len(chunk)

@@ -55,7 +55,9 @@ def aligned_bidirectional(
     lstm = isinstance(rnn, nn.LSTM)
     shift = length - lengths  # (B,) padding positions at the front once right-aligned
     positions = torch.arange(length, device=x.device)  # (S,)
-    to_right = (positions.unsqueeze(0) - shift.unsqueeze(1)) % length  # (B, S) right-aligned position p reads left position to_right[p]
+    to_right = (
+        positions.unsqueeze(0) - shift.unsqueeze(1)
+    ) % length  # (B, S) right-aligned position p reads left position to_right[p]
     to_left = (positions.unsqueeze(0) + shift.unsqueeze(1)) % length  # (B, S) the inverse
     flag = (positions.unsqueeze(0) < shift.unsqueeze(1)).unsqueeze(-1)  # (B, S, 1) right-aligned padding
     rows = torch.arange(batch, device=x.device)
@@ -68,10 +70,14 @@ def aligned_bidirectional(
         augmented = torch.cat([layer_input, _padding_feature(flag, layer_input)], dim=-1)  # (B, S, I + X)
         zeros = augmented.new_zeros(2, batch, rnn.hidden_size)  # (2, B, H) initial states
         if lstm:
-            out, _, c_n = torch.lstm(augmented, (zeros, zeros), [w for pair in weights for w in pair], True, 1, 0.0, rnn.training, True, True)
+            out, _, c_n = torch.lstm(
+                augmented, (zeros, zeros), [w for pair in weights for w in pair], True, 1, 0.0, rnn.training, True, True
+            )
             finals_c += [c_n[0], c_n[1]]
         else:
-            out, _ = torch.gru(augmented, zeros, [w for pair in weights for w in pair], True, 1, 0.0, rnn.training, True, True)
+            out, _ = torch.gru(
+                augmented, zeros, [w for pair in weights for w in pair], True, 1, 0.0, rnn.training, True, True
+            )
         out = out.masked_fill(flag, 0.0)  # (B, S, 2H) the backward direction's padding outputs are not zero
         # forward: after the last position; backward: after reading back to each sentence's first token, at `shift`
         finals_h += [out[:, -1, : rnn.hidden_size], out[rows, shift, rnn.hidden_size :]]  # (B, H) each

@@ -30,7 +30,9 @@ class AdditiveAttention(nn.Module):
     def prepare_keys(self, values: torch.Tensor) -> torch.Tensor:
         return self.key_map(values)  # (B, S, C) -> (B, S, A=H)
 
-    def scores(self, query: torch.Tensor, keys: torch.Tensor, query_gradients: StepGradients | None = None) -> torch.Tensor:
+    def scores(
+        self, query: torch.Tensor, keys: torch.Tensor, query_gradients: StepGradients | None = None
+    ) -> torch.Tensor:
         """query (B*G, H), keys (B, S, A) -> (B, G, S); `query_gradients` defers query_map's weight gradient."""
         return additive_scores(keys, step_linear(self.query_map, query, query_gradients), self.energy)
 
@@ -64,7 +66,9 @@ class MultiplicativeAttention(nn.Module):
     def prepare_keys(self, values: torch.Tensor) -> torch.Tensor:
         return self.key_map(values)  # (B, S, C) -> (B, S, H)
 
-    def scores(self, query: torch.Tensor, keys: torch.Tensor, query_gradients: StepGradients | None = None) -> torch.Tensor:
+    def scores(
+        self, query: torch.Tensor, keys: torch.Tensor, query_gradients: StepGradients | None = None
+    ) -> torch.Tensor:
         """query (B*G, H), keys (B, S, H) -> (B, G, S); the query is not projected, so query_gradients is unused."""
         grouped = query.view(keys.size(0), -1, query.size(-1))  # (B, G, H)
         return torch.bmm(grouped, keys.transpose(1, 2))  # (B, G, H) x (B, H, S) -> (B, G, S)

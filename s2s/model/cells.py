@@ -60,7 +60,9 @@ class SplitInputLSTMCell(nn.Module):
         # None in upper layers (A = 0): an empty weight would get no gradient, which DDP refuses
         self.weight_ahead = nn.Parameter(torch.empty(4 * hidden_size, ahead_size)) if ahead_size else None  # (4H, A)
         self.weight_step = nn.Parameter(torch.empty(4 * hidden_size, step_size + hidden_size))  # (4H, P+H)
-        self.bias = nn.Parameter(torch.empty(4 * hidden_size))  # (4H,) with layer_norm: the gates' shift after normalizing
+        self.bias = nn.Parameter(
+            torch.empty(4 * hidden_size)
+        )  # (4H,) with layer_norm: the gates' shift after normalizing
         bound = hidden_size**-0.5  # nn.LSTMCell's initialisation
         for parameter in self.parameters():
             nn.init.uniform_(parameter, -bound, bound)
@@ -96,10 +98,18 @@ class SplitInputLSTMCell(nn.Module):
         if not self.layer_norm:
             return lstm_pointwise(gates, c)
         output_gate, c_next = lstm_gates(normalize_gates(gates, 4, self.gate_gain, self.bias), c)
-        return output_gate * torch.tanh(F.layer_norm(c_next, (self.hidden_size,), self.cell_gain, self.cell_bias)), c_next
+        return output_gate * torch.tanh(
+            F.layer_norm(c_next, (self.hidden_size,), self.cell_gain, self.cell_bias)
+        ), c_next
 
-    def from_torch_cell(self, weight_ih: torch.Tensor, weight_hh: torch.Tensor, bias_ih: torch.Tensor, bias_hh: torch.Tensor,
-                        is_step: torch.Tensor) -> dict[str, torch.Tensor]:
+    def from_torch_cell(
+        self,
+        weight_ih: torch.Tensor,
+        weight_hh: torch.Tensor,
+        bias_ih: torch.Tensor,
+        bias_hh: torch.Tensor,
+        is_step: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
         """This cell's weights from `nn.LSTMCell`'s, whose input columns `is_step` are the step part."""
         weights = {"weight_step": torch.cat([weight_ih[:, is_step], weight_hh], dim=1), "bias": bias_ih + bias_hh}
         return weights | ({"weight_ahead": weight_ih[:, ~is_step]} if self.ahead_size else {})
@@ -148,7 +158,9 @@ class SplitInputGRUCell(nn.Module):
         With `step_gradients` (training over a whole sequence), the per-step weights'
         gradients are computed once for all steps (see s2s.model.step_weights).
         """
-        bias, bias_hidden = (None, None) if self.layer_norm else (self.bias, self.bias_hidden)  # with layer_norm: after normalizing
+        bias, bias_hidden = (
+            (None, None) if self.layer_norm else (self.bias, self.bias_hidden)
+        )  # with layer_norm: after normalizing
         base = ahead_gates if ahead_gates is not None else bias  # (B, 3H), (3H,) or None
         step_collector, hidden_collector = step_gradients if step_gradients is not None else (None, None)
         input_gates = step_addmm(base, step, self.weight_step, step_collector) if self.step_size else base  # (B, 3H)
@@ -158,8 +170,14 @@ class SplitInputGRUCell(nn.Module):
             hidden_gates = normalize_gates(hidden_gates, 3, self.hidden_gain, self.bias_hidden)
         return gru_pointwise(input_gates, hidden_gates, h)
 
-    def from_torch_cell(self, weight_ih: torch.Tensor, weight_hh: torch.Tensor, bias_ih: torch.Tensor, bias_hh: torch.Tensor,
-                        is_step: torch.Tensor) -> dict[str, torch.Tensor]:
+    def from_torch_cell(
+        self,
+        weight_ih: torch.Tensor,
+        weight_hh: torch.Tensor,
+        bias_ih: torch.Tensor,
+        bias_hh: torch.Tensor,
+        is_step: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
         """This cell's weights from `nn.GRUCell`'s, whose input columns `is_step` are the step part."""
         weights = {"weight_hidden": weight_hh, "bias": bias_ih, "bias_hidden": bias_hh}
         weights |= {"weight_ahead": weight_ih[:, ~is_step]} if self.ahead_size else {}

@@ -36,7 +36,7 @@ from s2s.model.cells import SplitInputGRUCell, SplitInputLSTMCell, has_memory_ce
 from s2s.model.dropout import Dropout
 from s2s.model.encoder import EncoderOutput
 from s2s.model.step_weights import StepGradients, step_linear
-from s2s.subwords import PAD
+from s2s.special_tokens import PAD
 
 
 @dataclass
@@ -108,7 +108,9 @@ class Decoder(nn.Module):
         input_size = embedding_size
         input_size += self.output_size if self.feeds_attention else 0
         input_size += encoder_size if self.attention is None else 0
-        self.embedding = embedding if embedding is not None else nn.Embedding(vocab_size, embedding_size, padding_idx=PAD)
+        self.embedding = (
+            embedding if embedding is not None else nn.Embedding(vocab_size, embedding_size, padding_idx=PAD)
+        )
         self.embedding_dropout = Dropout(embedding_dropout)
         self.word_dropout = Dropout(word_dropout, whole_vectors=True)
         # layer 0's input: [emb(y_{t-1}); h_T (no attention)] is known ahead, f_{t-1} (input feeding) only per step
@@ -116,20 +118,24 @@ class Decoder(nn.Module):
         self.split_cells = cfg.cell in (Cell.lstm, Cell.gru)
         self.defer_step_gradients = True  # teacher forcing: one gradient multiply per sequence for per-step weights
         if cfg.feed_dropout and not self.feeds_attention:
-            raise S2SError("model.decoder.feed_dropout=true needs input feeding (model.decoder.input_feeding=true and an attention)")
+            raise S2SError(
+                "model.decoder.feed_dropout=true needs input feeding (model.decoder.input_feeding=true and an attention)"
+            )
         if cfg.layer_norm and not self.split_cells:
             raise S2SError(f"model.decoder.layer_norm=true needs model.decoder.cell=lstm or gru, not {cfg.cell.value}")
         if self.split_cells:
             split_cell = SplitInputLSTMCell if cfg.cell == Cell.lstm else SplitInputGRUCell
             self.cells = nn.ModuleList(
-                split_cell(self.ahead_size, input_size - self.ahead_size, cfg.hidden_size, cfg.layer_norm) if layer == 0
+                split_cell(self.ahead_size, input_size - self.ahead_size, cfg.hidden_size, cfg.layer_norm)
+                if layer == 0
                 else split_cell(0, cfg.hidden_size, cfg.hidden_size, cfg.layer_norm)
                 for layer in range(cfg.num_layers)
             )
             self._register_load_state_dict_pre_hook(self._from_torch_cells)
         else:
             self.cells = nn.ModuleList(
-                make_cell(cfg.cell, input_size if layer == 0 else cfg.hidden_size, cfg.hidden_size) for layer in range(cfg.num_layers)
+                make_cell(cfg.cell, input_size if layer == 0 else cfg.hidden_size, cfg.hidden_size)
+                for layer in range(cfg.num_layers)
             )
         self.dropout = Dropout(cfg.dropout)
         self.bridge_hidden = nn.Linear(encoder_size, cfg.num_layers * cfg.hidden_size)
@@ -191,12 +197,18 @@ class Decoder(nn.Module):
                 h = cell(x, state.hidden[layer], *split_inputs)  # (B, H)
             hiddens.append(h)
             x = h
-        query_gradients, combine_gradients = (step_gradients.query, step_gradients.combine) if step_gradients is not None else (None, None)
+        query_gradients, combine_gradients = (
+            (step_gradients.query, step_gradients.combine) if step_gradients is not None else (None, None)
+        )
         if self.attention is not None:
-            context, weights = attend(self.attention, x, memory.keys, memory.values, memory.mask, query_gradients)  # (B*G, C), (B*G, S)
+            context, weights = attend(
+                self.attention, x, memory.keys, memory.values, memory.mask, query_gradients
+            )  # (B*G, C), (B*G, S)
         else:
             context, weights = memory.summary, None
-        attentional = torch.tanh(step_linear(self.combine, torch.cat([x, context], dim=-1), combine_gradients))  # (B, F)
+        attentional = torch.tanh(
+            step_linear(self.combine, torch.cat([x, context], dim=-1), combine_gradients)
+        )  # (B, F)
         if self.feed_dropout:
             attentional = self.dropout(attentional)  # the same dropped vector is fed back and projected (see `logits`)
         new_state = DecoderState(torch.stack(hiddens), torch.stack(cells) if cells else None, attentional)
@@ -210,7 +222,9 @@ class Decoder(nn.Module):
         """(..., E) -> (..., A): the embeddings, plus h_T when there is no attention."""
         if self.attention is not None:
             return embedded
-        summary = memory.summary if embedded.dim() == 2 else memory.summary.unsqueeze(1).expand(-1, embedded.size(1), -1)
+        summary = (
+            memory.summary if embedded.dim() == 2 else memory.summary.unsqueeze(1).expand(-1, embedded.size(1), -1)
+        )
         return torch.cat([embedded, summary], dim=-1)
 
     def _from_torch_cells(self, state_dict: dict, prefix: str, *args) -> None:
@@ -222,10 +236,16 @@ class Decoder(nn.Module):
                 state_dict.pop(name + "weight_ahead", None)
             if name + "weight_ih" not in state_dict:
                 continue
-            weight_ih, weight_hh, bias_ih, bias_hh = (state_dict.pop(name + key) for key in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+            weight_ih, weight_hh, bias_ih, bias_hh = (
+                state_dict.pop(name + key) for key in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+            )
             columns = torch.arange(weight_ih.size(1))
             # old layer-0 input order: [emb; feed] with attention, [emb; h_T] without
-            is_step = (columns >= embedding) & (columns < embedding + feed) if layer == 0 else torch.ones_like(columns, dtype=torch.bool)
+            is_step = (
+                (columns >= embedding) & (columns < embedding + feed)
+                if layer == 0
+                else torch.ones_like(columns, dtype=torch.bool)
+            )
             for key, value in cell.from_torch_cell(weight_ih, weight_hh, bias_ih, bias_hh, is_step).items():
                 state_dict[name + key] = value
 
@@ -236,7 +256,9 @@ class Decoder(nn.Module):
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.embedding_dropout(self.word_dropout(self.embedding(tokens)))  # (...,) -> (..., E)
 
-    def forward(self, tgt_in: torch.Tensor, state: DecoderState, memory: Memory, teacher_forcing: float = 1.0) -> torch.Tensor:
+    def forward(
+        self, tgt_in: torch.Tensor, state: DecoderState, memory: Memory, teacher_forcing: float = 1.0
+    ) -> torch.Tensor:
         """Teacher-forced decoding: tgt_in (B, T) -> logits (B, T, V).
 
         With teacher_forcing < 1 (scheduled sampling), each sentence is fed its own
@@ -244,7 +266,9 @@ class Decoder(nn.Module):
         """
         if teacher_forcing >= 1.0:
             embedded = self.embed(tgt_in)  # (B, T, E)
-            ahead = self.ahead_gates(embedded, memory) if self.split_cells else None  # (B, T, 4H or 3H): one multiply for all steps
+            ahead = (
+                self.ahead_gates(embedded, memory) if self.split_cells else None
+            )  # (B, T, 4H or 3H): one multiply for all steps
             defer = self.split_cells and self.defer_step_gradients and torch.is_grad_enabled()
             collectors = StepCollectors([cell.step_collectors() for cell in self.cells]) if defer else None
             # unbind, not [:, t]: the backward of T slices would add T zero-padded (B, T, ...) gradients
@@ -256,7 +280,9 @@ class Decoder(nn.Module):
             return self.logits(torch.stack(outputs, dim=1))  # (B, T, F) -> (B, T, V), one projection
         return self._scheduled_sampling(tgt_in, state, memory, teacher_forcing)
 
-    def _scheduled_sampling(self, tgt_in: torch.Tensor, state: DecoderState, memory: Memory, ratio: float) -> torch.Tensor:
+    def _scheduled_sampling(
+        self, tgt_in: torch.Tensor, state: DecoderState, memory: Memory, ratio: float
+    ) -> torch.Tensor:
         tokens = tgt_in[:, 0]  # (B,) BOS
         all_logits = []
         for t in range(tgt_in.size(1)):

@@ -17,7 +17,7 @@ from s2s.config import Cell, EncoderConfig
 from s2s.model.aligned_rnn import aligned_bidirectional, fused_on_padding
 from s2s.model.cells import PeepholeLSTMCell, has_memory_cell
 from s2s.model.dropout import Dropout
-from s2s.subwords import PAD
+from s2s.special_tokens import PAD
 
 
 @dataclass
@@ -29,7 +29,9 @@ class EncoderOutput:
 
 
 class Encoder(nn.Module):
-    def __init__(self, cfg: EncoderConfig, vocab_size: int, embedding_size: int, embedding_dropout: float, word_dropout: float):
+    def __init__(
+        self, cfg: EncoderConfig, vocab_size: int, embedding_size: int, embedding_dropout: float, word_dropout: float
+    ):
         super().__init__()
         self.cell = cfg.cell
         self.hidden_size = cfg.hidden_size
@@ -40,14 +42,37 @@ class Encoder(nn.Module):
         self.word_dropout = Dropout(word_dropout, whole_vectors=True)
         self.output_dropout = Dropout(cfg.dropout)
         between = cfg.dropout if cfg.num_layers > 1 else 0.0
-        self.between_layers = Dropout(between)  # between layers on the fused path (nn.LSTM drops them itself when packed)
+        self.between_layers = Dropout(
+            between
+        )  # between layers on the fused path (nn.LSTM drops them itself when packed)
         match cfg.cell:
             case Cell.lstm:
-                self.rnn = nn.LSTM(embedding_size, cfg.hidden_size, cfg.num_layers, batch_first=True, bidirectional=True, dropout=between)
+                self.rnn = nn.LSTM(
+                    embedding_size,
+                    cfg.hidden_size,
+                    cfg.num_layers,
+                    batch_first=True,
+                    bidirectional=True,
+                    dropout=between,
+                )
             case Cell.gru:
-                self.rnn = nn.GRU(embedding_size, cfg.hidden_size, cfg.num_layers, batch_first=True, bidirectional=True, dropout=between)
+                self.rnn = nn.GRU(
+                    embedding_size,
+                    cfg.hidden_size,
+                    cfg.num_layers,
+                    batch_first=True,
+                    bidirectional=True,
+                    dropout=between,
+                )
             case Cell.rnn:
-                self.rnn = nn.RNN(embedding_size, cfg.hidden_size, cfg.num_layers, batch_first=True, bidirectional=True, dropout=between)
+                self.rnn = nn.RNN(
+                    embedding_size,
+                    cfg.hidden_size,
+                    cfg.num_layers,
+                    batch_first=True,
+                    bidirectional=True,
+                    dropout=between,
+                )
             case Cell.peephole_lstm:
                 self.rnn = BiPeepholeLSTM(embedding_size, cfg.hidden_size, cfg.num_layers, between)
 
@@ -59,7 +84,9 @@ class Encoder(nn.Module):
         if isinstance(self.rnn, BiPeepholeLSTM):
             states, (h_n, c_n) = self.rnn(embedded, mask)  # (B, S, C), (L*2, B, H) x2
         elif fused_on_padding(self.rnn, src.device):  # CPU: oneDNN's fused kernels, which packing would turn off
-            states, h_n, c_n = aligned_bidirectional(self.rnn, embedded, lengths, self.between_layers)  # (B, S, C), (L*2, B, H) x2
+            states, h_n, c_n = aligned_bidirectional(
+                self.rnn, embedded, lengths, self.between_layers
+            )  # (B, S, C), (L*2, B, H) x2
         else:
             packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
             packed_states, final = self.rnn(packed)

@@ -44,7 +44,9 @@ class Int8Weight:
         self.out_features, self.in_features = weight.shape
         scales = (weight.abs().amax(dim=1) / 127.0).clamp(min=1e-12).double()  # (N,) symmetric, per output row
         zero_points = torch.zeros(self.out_features, dtype=torch.long)
-        with warnings.catch_warnings():  # torch flags quantized tensors as deprecated; its int8 kernels are what this needs
+        with (
+            warnings.catch_warnings()
+        ):  # torch flags quantized tensors as deprecated; its int8 kernels are what this needs
             warnings.filterwarnings("ignore", message=_QUANTIZATION_WARNINGS)
             codes = torch.quantize_per_channel(weight, scales, zero_points, axis=0, dtype=torch.qint8)
             self.packed = torch.ops.quantized.linear_prepack(codes, None if bias is None else bias.detach().float())
@@ -79,8 +81,10 @@ def int8_available() -> bool:
 def int8_copy(model: nn.Module) -> nn.Module:
     """A copy of `model` (on the CPU) for decoding with int8 matrix multiplies; `model` is unchanged."""
     if not int8_available():
-        raise S2SError(f"search.precision=int8 needs torch's int8 CPU kernels, which this torch lacks (quantized engine: "
-                       f"{torch.backends.quantized.engine}); use search.precision=fp32")
+        raise S2SError(
+            f"search.precision=int8 needs torch's int8 CPU kernels, which this torch lacks (quantized engine: "
+            f"{torch.backends.quantized.engine}); use search.precision=fp32"
+        )
     model = copy.deepcopy(model).cpu().eval()
     try:
         for cell in model.decoder.cells:
@@ -88,8 +92,10 @@ def int8_copy(model: nn.Module) -> nn.Module:
         for owner, name in _linear_layers(model):
             setattr(owner, name, Int8Linear(getattr(owner, name)))
     except RuntimeError as error:  # e.g. an engine without per-row int8 weights
-        raise S2SError(f"search.precision=int8: torch's {torch.backends.quantized.engine} int8 kernels failed "
-                       f"({str(error).splitlines()[0]}); use search.precision=fp32") from None
+        raise S2SError(
+            f"search.precision=int8: torch's {torch.backends.quantized.engine} int8 kernels failed "
+            f"({str(error).splitlines()[0]}); use search.precision=fp32"
+        ) from None
     return model
 
 
@@ -107,6 +113,11 @@ def _linear_layers(model: nn.Module) -> list[tuple[nn.Module, str]]:
     """(owner, attribute) of the nn.Linear layers to convert: the decoder's, its cells' (peephole
     LSTM), and the attention's key and query projections."""
     decoder = model.decoder
-    owners = [(decoder, ("bridge_hidden", "bridge_cell", "combine", "output")), (decoder.attention, ("key_map", "query_map"))]
+    owners = [
+        (decoder, ("bridge_hidden", "bridge_cell", "combine", "output")),
+        (decoder.attention, ("key_map", "query_map")),
+    ]
     owners += [(cell, ("input_map", "hidden_map")) for cell in decoder.cells]
-    return [(owner, name) for owner, names in owners for name in names if isinstance(getattr(owner, name, None), nn.Linear)]
+    return [
+        (owner, name) for owner, names in owners for name in names if isinstance(getattr(owner, name, None), nn.Linear)
+    ]

@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from s2s.config import ModelConfig
-from s2s.errors import S2SError
 from s2s.model.decoder import Decoder, DecoderState, Memory
 from s2s.model.encoder import Encoder
 
@@ -18,8 +17,6 @@ class Seq2Seq(nn.Module):
     def __init__(self, cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int):
         super().__init__()
         self.encoder = Encoder(cfg.encoder, src_vocab_size, cfg.embedding_size, cfg.embedding_dropout, cfg.word_dropout)
-        if cfg.share_embeddings and src_vocab_size != tgt_vocab_size:
-            raise S2SError(f"model.share_embeddings=true needs one vocabulary for both sides, got {src_vocab_size} and {tgt_vocab_size} pieces")
         self.decoder = Decoder(
             cfg.decoder,
             tgt_vocab_size,
@@ -28,7 +25,9 @@ class Seq2Seq(nn.Module):
             cfg.word_dropout,
             encoder_size=self.encoder.output_size,
             tie_embeddings=cfg.tie_target_embeddings,
-            embedding=self.encoder.embedding if cfg.share_embeddings else None,  # one matrix: a piece has one vector on both sides
+            embedding=self.encoder.embedding
+            if cfg.share_embeddings
+            else None,  # one matrix: a piece has one vector on both sides
         )
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> tuple[Memory, DecoderState]:
@@ -48,7 +47,11 @@ class Seq2Seq(nn.Module):
     ) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
         """One decoding step: previous tokens (B,) -> log-probabilities (B, V), new state, attention (B, S)."""
         attentional, state, weights = self.decoder.step(self.decoder.embed(tokens), state, memory)
-        return torch.log_softmax(self.decoder.logits(attentional).float(), dim=-1), state, weights  # fp32 scores in any precision
+        return (
+            torch.log_softmax(self.decoder.logits(attentional).float(), dim=-1),
+            state,
+            weights,
+        )  # fp32 scores in any precision
 
 
 def count_parameters(model: nn.Module) -> int:

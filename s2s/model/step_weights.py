@@ -28,7 +28,9 @@ class StepGradients:
         self.cast_weight: torch.Tensor | None = None  # under autocast: the weight cast once for the whole pass
 
 
-def step_addmm(base: torch.Tensor | None, x: torch.Tensor, weight: torch.Tensor, collector: StepGradients | None) -> torch.Tensor:
+def step_addmm(
+    base: torch.Tensor | None, x: torch.Tensor, weight: torch.Tensor, collector: StepGradients | None
+) -> torch.Tensor:
     """base (B, N) or (N,) (None: nothing) + x (B, K) @ weight (N, K)^T -> (B, N); with a collector, weight's
     gradient is deferred to it.
 
@@ -61,7 +63,9 @@ def step_linear(layer: torch.nn.Linear, x: torch.Tensor, collector: StepGradient
 
 class _StepAddmm(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, base: torch.Tensor | None, x: torch.Tensor, weight: torch.Tensor, collector: StepGradients) -> torch.Tensor:
+    def forward(
+        ctx, base: torch.Tensor | None, x: torch.Tensor, weight: torch.Tensor, collector: StepGradients
+    ) -> torch.Tensor:
         device = x.device.type
         ctx.dtypes = (base.dtype if base is not None else None, x.dtype, weight.dtype)
         ctx.base_shape = base.shape if base is not None else None

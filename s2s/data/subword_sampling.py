@@ -19,8 +19,8 @@ import datasets
 import sentencepiece as spm
 
 from s2s.config import SubwordModel
+from s2s.data.subwords import Tokenizers
 from s2s.errors import S2SError
-from s2s.subwords import Tokenizers
 
 
 def check_alpha(alpha: float, model_type: SubwordModel) -> None:
@@ -28,7 +28,9 @@ def check_alpha(alpha: float, model_type: SubwordModel) -> None:
     if alpha < 0:
         raise S2SError(f"data.subword.sampling_alpha must be >= 0 (0 = off), got {alpha}")
     if model_type == SubwordModel.bpe and alpha >= 1:
-        raise S2SError(f"data.subword.sampling_alpha is the BPE-dropout probability for bpe and must be < 1, got {alpha}")
+        raise S2SError(
+            f"data.subword.sampling_alpha is the BPE-dropout probability for bpe and must be < 1, got {alpha}"
+        )
 
 
 @contextmanager
@@ -43,7 +45,9 @@ def _no_progress_bars() -> Iterator[None]:
             datasets.utils.enable_progress_bars()
 
 
-def _sample_rows(rows: dict[str, list], tokenizers: Tokenizers, alpha: float, max_len: int) -> dict[str, list[list[int]]]:
+def _sample_rows(
+    rows: dict[str, list], tokenizers: Tokenizers, alpha: float, max_len: int
+) -> dict[str, list[list[int]]]:
     src = tokenizers.sample_src(rows["src"], alpha)
     tgt = tokenizers.sample_tgt(rows["tgt"], alpha)
     # a sampled segmentation is usually longer than the most likely one; past max_len keep the latter,

@@ -14,11 +14,11 @@ from functools import lru_cache
 
 import torch
 
-from s2s.batching import Batch
 from s2s.config import SearchConfig
+from s2s.data.batching import Batch
 from s2s.errors import S2SError
 from s2s.model.seq2seq import Seq2Seq
-from s2s.subwords import BOS, EOS, PAD
+from s2s.special_tokens import BOS, EOS, PAD
 
 
 @dataclass
@@ -155,7 +155,9 @@ def _step_by_step(model: Seq2Seq, batch: Batch, cfg: SearchConfig, choose, retur
                 break
             active, tokens = active[keep], tokens[keep]
             memory, state = memory.select(keep), state.select(keep)
-    return [_hypothesis(outputs[i], float(scores[i]), attention[i] if attention is not None else None) for i in range(total)]
+    return [
+        _hypothesis(outputs[i], float(scores[i]), attention[i] if attention is not None else None) for i in range(total)
+    ]
 
 
 def _hypothesis(row: torch.Tensor, score: float, attention: torch.Tensor | None) -> Hypothesis:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import os
 import typing
 from dataclasses import dataclass
@@ -18,17 +17,20 @@ import torch
 from omegaconf import OmegaConf
 from typing_extensions import TypedDict, Unpack
 
-from s2s.batching import Batch, make_batch, pad
 from s2s.checkpoint import load, resolve_checkpoint
-from s2s.config import Config, Precision, SearchConfig
-from s2s.errors import S2SError
+from s2s.config import Config, Precision, SearchConfig, config_from_dict
+from s2s.data.batching import Batch, make_batch, pad
+from s2s.data.subwords import Tokenizers, load_tokenizers
+from s2s.data.text import clean, split_spans
+from s2s.decoding.rerank import rerank_hypotheses
+from s2s.decoding.search import Hypothesis, decode
+from s2s.device import pick_device
+from s2s.errors import S2SError, did_you_mean
+from s2s.model.build import build_model
 from s2s.model.int8 import int8_copy
 from s2s.model.seq2seq import Seq2Seq
 from s2s.precision import resolve_precision
-from s2s.rerank import rerank_hypotheses
-from s2s.search import Hypothesis, decode
-from s2s.subwords import BOS, Tokenizers, load_tokenizers
-from s2s.text import clean, split_spans
+from s2s.special_tokens import BOS
 
 EOS_LABEL = "</s>"  # the EOS row and column in attention plots
 
@@ -104,8 +106,15 @@ class Translator:
     """
 
     def __init__(
-        self, model: Seq2Seq, tokenizers: Tokenizers, search: SearchConfig, device: torch.device, lowercase: bool = False,
-        reverse_tag: tuple[int, ...] = (), config: Config | None = None, max_input_tokens: int | None = None,
+        self,
+        model: Seq2Seq,
+        tokenizers: Tokenizers,
+        search: SearchConfig,
+        device: torch.device,
+        lowercase: bool = False,
+        reverse_tag: tuple[int, ...] = (),
+        config: Config | None = None,
+        max_input_tokens: int | None = None,
     ):
         check_reverse_weight(search, reverse_tag)
         precision = resolve_precision(search.precision, device, "search.precision", decoding=True)
@@ -114,7 +123,13 @@ class Translator:
         elif precision == Precision.int8:  # likewise an int8 copy
             model = int8_copy(model)
         self.model = model.to(device).eval()
-        self.tokenizers, self.search, self.device, self.lowercase, self.reverse_tag = tokenizers, search, device, lowercase, reverse_tag
+        self.tokenizers, self.search, self.device, self.lowercase, self.reverse_tag = (
+            tokenizers,
+            search,
+            device,
+            lowercase,
+            reverse_tag,
+        )
         self.config, self.max_input_tokens = config, max_input_tokens
         self.generator = torch.Generator(device=device)
 
@@ -206,12 +221,18 @@ class Translator:
             chunk = order[start : start + search.batch_size]
             batch = make_batch([sources[i] for i in chunk], None, chunk).to(self.device)
             hypotheses = self._search(batch, [sources[i] for i in chunk], search, generator)
-            weights = forced_attention(self.model, batch, [h[0].tokens for h in hypotheses]) if with_attention else [None] * len(chunk)
+            weights = (
+                forced_attention(self.model, batch, [h[0].tokens for h in hypotheses])
+                if with_attention
+                else [None] * len(chunk)
+            )
             for i, n_best, w in zip(chunk, hypotheses, weights):
                 results[i] = (n_best, w)
         return results
 
-    def _search(self, batch: Batch, sources: list[list[int]], search: SearchConfig, generator: torch.Generator) -> list[list[Hypothesis]]:
+    def _search(
+        self, batch: Batch, sources: list[list[int]], search: SearchConfig, generator: torch.Generator
+    ) -> list[list[Hypothesis]]:
         """n-best per sentence of `batch`; with search.reverse_weight the whole beam, reranked."""
         weight = search.reverse_weight
         if not weight or search.beam_size <= 1:
@@ -221,7 +242,9 @@ class Translator:
         untagged = [ids[len(self.tokenizers.src_prefix) :] for ids in sources]
         return rerank_hypotheses(self.model, untagged, hypotheses, self.reverse_tag, weight, search.n_best, self.device)
 
-    def _translation(self, ids: list[int], parts: list[list[int]], decoded: list[tuple[list[Hypothesis], torch.Tensor | None]]) -> Translation:
+    def _translation(
+        self, ids: list[int], parts: list[list[int]], decoded: list[tuple[list[Hypothesis], torch.Tensor | None]]
+    ) -> Translation:
         if not parts:
             return Translation("", [("", 0.0)], [], [], src_length=len(ids))
         n_best = []
@@ -254,10 +277,11 @@ def check_decoding_options(options: dict) -> None:
     hints = typing.get_type_hints(DecodingOptions)
     for name, value in options.items():
         if name == "precision":
-            raise S2SError("precision is chosen when the model is loaded: s2s.load(path, precision='bf16'), not per call")
+            raise S2SError(
+                "precision is chosen when the model is loaded: s2s.load(path, precision='bf16'), not per call"
+            )
         if name not in hints:
-            close = difflib.get_close_matches(name, DECODING_OPTIONS, n=1, cutoff=0.5)
-            hint = f"; did you mean {close[0]!r}?" if close else f" (options: {', '.join(DECODING_OPTIONS)})"
+            hint = did_you_mean(name, DECODING_OPTIONS) or f" (options: {', '.join(DECODING_OPTIONS)})"
             raise S2SError(f"unknown decoding option {name!r}{hint}")
         if not _has_type(value, hints[name]):
             raise S2SError(f"decoding option {name} must be {_type_name(hints[name])}, got {value!r}")
@@ -270,7 +294,11 @@ def _has_type(value: object, kind: object) -> bool:
         return type(None) in allowed
     if isinstance(value, bool):
         return bool in allowed
-    return any(isinstance(value, int if t is int else (int, float) if t is float else t) for t in allowed if t is not type(None))  # type: ignore[arg-type]
+    return any(
+        isinstance(value, int if t is int else (int, float) if t is float else t)
+        for t in allowed
+        if t is not type(None)
+    )  # type: ignore[arg-type]
 
 
 def _type_name(kind: object) -> str:
@@ -282,9 +310,13 @@ def check_reverse_weight(search: SearchConfig, reverse_tag: tuple[int, ...]) -> 
     if search.reverse_weight < 0:
         raise S2SError(f"search.reverse_weight must be >= 0 (0 = off), got {search.reverse_weight}")
     if search.reverse_weight and not reverse_tag:
-        raise S2SError("search.reverse_weight needs a model trained with data.both_directions=true (it scores the source back with the same model)")
+        raise S2SError(
+            "search.reverse_weight needs a model trained with data.both_directions=true (it scores the source back with the same model)"
+        )
     if search.reverse_weight and search.sampling:
-        raise S2SError("search.reverse_weight reranks beam search; it does not apply to sampling (search.sampling=true)")
+        raise S2SError(
+            "search.reverse_weight reranks beam search; it does not apply to sampling (search.sampling=true)"
+        )
 
 
 @torch.inference_mode()
@@ -309,31 +341,6 @@ def forced_attention(model: Seq2Seq, batch: Batch, outputs: list[list[int]]) -> 
     return [weights[b, : len(out) + 1, : lengths[b]] for b, out in enumerate(outputs)]
 
 
-def pick_device(name: str) -> torch.device:
-    """`auto` is CUDA when available, else CPU; otherwise the named device, checked."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise S2SError(f"device={name} is not a device name (use auto, cpu, cuda or cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise S2SError(f"device={name} was asked for but CUDA is not available; use device=cpu")
-    return device
-
-
-def config_from_dict(values: dict) -> Config:
-    """Rebuild a typed Config from the plain dict stored in a checkpoint."""
-    merged = OmegaConf.merge(OmegaConf.structured(Config), values)
-    return OmegaConf.to_object(merged)  # type: ignore[return-value]
-
-
-def build_model(cfg: Config, tokenizers: Tokenizers) -> Seq2Seq:
-    if cfg.model.share_embeddings and tokenizers.src is not tokenizers.tgt:  # equal sizes would hide mismatched pieces
-        raise S2SError("model.share_embeddings=true needs one joint vocabulary (data.subword.joint=true)")
-    return Seq2Seq(cfg.model, tokenizers.src.get_piece_size(), tokenizers.tgt.get_piece_size())
-
-
 def override_search(search: SearchConfig, overrides: list[str]) -> SearchConfig:
     """Apply `key=value` overrides (keys of SearchConfig) to a search config, type-checked."""
     try:
@@ -344,7 +351,11 @@ def override_search(search: SearchConfig, overrides: list[str]) -> SearchConfig:
 
 
 def load_translator(
-    run: str | None, which: str = "best", device: str = "auto", search_overrides: list[str] | None = None, reverse: bool = False
+    run: str | None,
+    which: str = "best",
+    device: str = "auto",
+    search_overrides: list[str] | None = None,
+    reverse: bool = False,
 ) -> tuple[Translator, Config, str]:
     """A Translator for a training run (directory or checkpoint); also returns its config and run dir.
 
@@ -360,13 +371,29 @@ def load_translator(
     tokenizers = load_tokenizers(run_dir if os.path.isdir(run_dir) else os.path.dirname(path))
     if reverse:
         if not cfg.data.both_directions:
-            raise S2SError(f"reverse=true needs a model trained with data.both_directions=true; {path} translates {cfg.data.src_lang}->{cfg.data.tgt_lang} only")
+            raise S2SError(
+                f"reverse=true needs a model trained with data.both_directions=true; {path} translates {cfg.data.src_lang}->{cfg.data.tgt_lang} only"
+            )
         cfg.data.src_lang, cfg.data.tgt_lang = cfg.data.tgt_lang, cfg.data.src_lang
     reverse_tag = tokenizers.reverse_tag(cfg.data.src_lang, cfg.data.both_directions)
     if cfg.data.both_directions:
         tokenizers = tokenizers.toward(cfg.data.tgt_lang)
-    model = build_model(cfg, tokenizers)
+    model = build_model(
+        cfg.model,
+        tokenizers.src.get_piece_size(),
+        tokenizers.tgt.get_piece_size(),
+        joint_vocabulary=tokenizers.src is tokenizers.tgt,
+    )
     model.load_state_dict(state["model"])
     search = override_search(cfg.search, search_overrides or [])
-    translator = Translator(model, tokenizers, search, target, cfg.data.lowercase, reverse_tag, config=cfg, max_input_tokens=cfg.data.max_len)
+    translator = Translator(
+        model,
+        tokenizers,
+        search,
+        target,
+        cfg.data.lowercase,
+        reverse_tag,
+        config=cfg,
+        max_input_tokens=cfg.data.max_len,
+    )
     return translator, cfg, run_dir

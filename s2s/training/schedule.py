@@ -28,7 +28,9 @@ def linear_decay_lr(peak: float, floor: float, budget_fraction: float, decay_sta
     return floor + (peak - floor) * remaining
 
 
-def budget_fraction(step: int, wall_seconds: float, max_steps: int, total_epoch_steps: int, max_minutes: float) -> float:
+def budget_fraction(
+    step: int, wall_seconds: float, max_steps: int, total_epoch_steps: int, max_minutes: float
+) -> float:
     """The largest used fraction among the set budgets (0 disables one), capped at 1."""
     fractions = [0.0]
     if max_steps > 0:

@@ -20,7 +20,7 @@ from typing import Callable
 import datasets
 
 from s2s.config import CorpusFormat, DataConfig
-from s2s.dates import make_date_splits
+from s2s.data.dates import make_date_splits
 from s2s.errors import S2SError
 
 _PAIR_FEATURES = datasets.Features({"src": datasets.Value("string"), "tgt": datasets.Value("string")})
@@ -72,8 +72,14 @@ def _corpus_dir(cfg: DataConfig) -> str:
     if not cfg.dir:
         raise S2SError(f"data.format={cfg.format.value} needs data.dir=PATH (the folder holding the corpus files)")
     if not os.path.isdir(cfg.dir):
-        online = f"; or, online, load it from the hub with data.format=hub (data.hub_name={cfg.hub_name})" if cfg.hub_name else ""
-        raise S2SError(f"data.dir={cfg.dir} is not a directory: give the folder holding the {cfg.name} files with data.dir=PATH{online}")
+        online = (
+            f"; or, online, load it from the hub with data.format=hub (data.hub_name={cfg.hub_name})"
+            if cfg.hub_name
+            else ""
+        )
+        raise S2SError(
+            f"data.dir={cfg.dir} is not a directory: give the folder holding the {cfg.name} files with data.dir=PATH{online}"
+        )
     return cfg.dir
 
 
@@ -144,7 +150,9 @@ def _parse_tsv(batch: dict[str, list[str]], indices: list[int], path: str) -> di
     return {"src": src, "tgt": tgt}
 
 
-def _parse_jsonl(batch: dict[str, list[str]], indices: list[int], path: str, src_lang: str, tgt_lang: str) -> dict[str, list[str]]:
+def _parse_jsonl(
+    batch: dict[str, list[str]], indices: list[int], path: str, src_lang: str, tgt_lang: str
+) -> dict[str, list[str]]:
     src, tgt = [], []
     for index, line in zip(indices, batch["text"]):
         if not line.strip():

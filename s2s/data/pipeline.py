@@ -26,12 +26,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
-from s2s.batching import Batch, TrainBatches, make_batch, token_budget_batches
 from s2s.config import DataConfig, SortFirst
-from s2s.corpus import load_split
+from s2s.data.batching import Batch, TrainBatches, make_batch, token_budget_batches
+from s2s.data.corpus import load_split
+from s2s.data.subword_sampling import SubwordSampler, check_alpha
+from s2s.data.subwords import Tokenizers, direction_tag, load_tokenizers, tokenizer_files, train_tokenizers
 from s2s.errors import S2SError
-from s2s.subword_sampling import SubwordSampler, check_alpha
-from s2s.subwords import Tokenizers, direction_tag, load_tokenizers, tokenizer_files, train_tokenizers
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,9 @@ def iter_texts(dataset: datasets.Dataset, column: str, batch_size: int = READ_BA
         yield from rows[column]
 
 
-def prepare_tokenizers(cfg: DataConfig, train: datasets.Dataset, run_dir: str, reuse_from: str | None, seed: int) -> Tokenizers:
+def prepare_tokenizers(
+    cfg: DataConfig, train: datasets.Dataset, run_dir: str, reuse_from: str | None, seed: int
+) -> Tokenizers:
     """Reuse the tokenizers of the run being resumed (copied into this run), else train new ones on `train`."""
     if reuse_from is not None:
         for path in tokenizer_files(reuse_from):
@@ -67,17 +69,33 @@ def prepare_tokenizers(cfg: DataConfig, train: datasets.Dataset, run_dir: str, r
             if os.path.abspath(path) != os.path.abspath(destination):
                 shutil.copyfile(path, destination)
         return load_tokenizers(run_dir)
-    log.info("training sentencepiece (%s, vocabulary %d, %s)", cfg.subword.model_type.value, cfg.subword.vocab_size, "joint" if cfg.subword.joint else "separate")
+    log.info(
+        "training sentencepiece (%s, vocabulary %d, %s)",
+        cfg.subword.model_type.value,
+        cfg.subword.vocab_size,
+        "joint" if cfg.subword.joint else "separate",
+    )
     # the sampling pass reads the whole training split: show it; sentencepiece itself has no progress hook
-    sources = tqdm(iter_texts(train, "src"), total=len(train), desc="sampling for sentencepiece", unit="pair", disable=None, leave=False)
+    sources = tqdm(
+        iter_texts(train, "src"),
+        total=len(train),
+        desc="sampling for sentencepiece",
+        unit="pair",
+        disable=None,
+        leave=False,
+    )
     started = time.perf_counter()
     tags = [direction_tag(cfg.src_lang), direction_tag(cfg.tgt_lang)] if cfg.both_directions else []
     tokenizers = train_tokenizers(sources, iter_texts(train, "tgt"), cfg.subword, run_dir, seed, symbols=tags)
-    log.info("sentencepiece ready in %.1f s (%d pieces)", time.perf_counter() - started, tokenizers.tgt.get_piece_size())
+    log.info(
+        "sentencepiece ready in %.1f s (%d pieces)", time.perf_counter() - started, tokenizers.tgt.get_piece_size()
+    )
     return tokenizers
 
 
-def encode_pairs(tokenizers: Tokenizers, sources: list[str], targets: list[str], max_len: int) -> tuple[list[list[int]], list[list[int]], dict[str, int]]:
+def encode_pairs(
+    tokenizers: Tokenizers, sources: list[str], targets: list[str], max_len: int
+) -> tuple[list[list[int]], list[list[int]], dict[str, int]]:
     """Encode in-memory pairs to subword ids, dropping pairs with an empty side or a side over max_len."""
     src_ids, tgt_ids = tokenizers.encode_src(sources), tokenizers.encode_tgt(targets)
     kept_src, kept_tgt = [], []
@@ -90,7 +108,11 @@ def encode_pairs(tokenizers: Tokenizers, sources: list[str], targets: list[str],
         else:
             kept_src.append(s)
             kept_tgt.append(t)
-    return kept_src, kept_tgt, {"read": len(src_ids), "dropped_empty": empty, "dropped_too_long": too_long, "kept": len(kept_src)}
+    return (
+        kept_src,
+        kept_tgt,
+        {"read": len(src_ids), "dropped_empty": empty, "dropped_too_long": too_long, "kept": len(kept_src)},
+    )
 
 
 def _encode_batch(rows: dict[str, list[str]], tokenizers: Tokenizers) -> dict[str, list[list[int]]]:
@@ -98,11 +120,16 @@ def _encode_batch(rows: dict[str, list[str]], tokenizers: Tokenizers) -> dict[st
 
 
 def _both_sides_non_empty(rows: pa.Table) -> pa.ChunkedArray:
-    return pc.and_(pc.greater(pc.list_value_length(rows["src_ids"]), 0), pc.greater(pc.list_value_length(rows["tgt_ids"]), 0))
+    return pc.and_(
+        pc.greater(pc.list_value_length(rows["src_ids"]), 0), pc.greater(pc.list_value_length(rows["tgt_ids"]), 0)
+    )
 
 
 def _both_sides_at_most(rows: pa.Table, max_len: int) -> pa.ChunkedArray:
-    return pc.and_(pc.less_equal(pc.list_value_length(rows["src_ids"]), max_len), pc.less_equal(pc.list_value_length(rows["tgt_ids"]), max_len))
+    return pc.and_(
+        pc.less_equal(pc.list_value_length(rows["src_ids"]), max_len),
+        pc.less_equal(pc.list_value_length(rows["tgt_ids"]), max_len),
+    )
 
 
 def encode_dataset(
@@ -123,13 +150,22 @@ def encode_dataset(
         batched=True,
         fn_kwargs={"tokenizers": tokenizers},
         remove_columns=[c for c in pairs.column_names if c not in text_columns],
-        features=datasets.Features({**text_columns, "src_ids": datasets.List(id_type), "tgt_ids": datasets.List(id_type)}),
+        features=datasets.Features(
+            {**text_columns, "src_ids": datasets.List(id_type), "tgt_ids": datasets.List(id_type)}
+        ),
         cache_file_name=in_workdir("encoded.arrow"),
         load_from_cache_file=False,
         desc="encoding",
     )
     as_arrow = encoded.with_format("arrow")  # the filters see Arrow tables and never build Python lists
-    non_empty = as_arrow.filter(_both_sides_non_empty, batched=True, batch_size=READ_BATCH, cache_file_name=in_workdir("non_empty.arrow"), load_from_cache_file=False, desc="dropping empty pairs")
+    non_empty = as_arrow.filter(
+        _both_sides_non_empty,
+        batched=True,
+        batch_size=READ_BATCH,
+        cache_file_name=in_workdir("non_empty.arrow"),
+        load_from_cache_file=False,
+        desc="dropping empty pairs",
+    )
     kept = non_empty.filter(
         _both_sides_at_most,
         batched=True,
@@ -139,7 +175,12 @@ def encode_dataset(
         load_from_cache_file=False,
         desc="dropping over-long pairs",
     )
-    counts = {"read": len(encoded), "dropped_empty": len(encoded) - len(non_empty), "dropped_too_long": len(non_empty) - len(kept), "kept": len(kept)}
+    counts = {
+        "read": len(encoded),
+        "dropped_empty": len(encoded) - len(non_empty),
+        "dropped_too_long": len(non_empty) - len(kept),
+        "kept": len(kept),
+    }
     return kept.with_format(None), counts
 
 
@@ -148,9 +189,13 @@ def check_both_directions(cfg: DataConfig) -> None:
     if not cfg.both_directions:
         return
     if not cfg.subword.joint:
-        raise S2SError("data.both_directions=true needs one joint vocabulary (data.subword.joint=true): the decoder writes both languages")
+        raise S2SError(
+            "data.both_directions=true needs one joint vocabulary (data.subword.joint=true): the decoder writes both languages"
+        )
     if cfg.src_lang == cfg.tgt_lang:
-        raise S2SError(f"data.both_directions=true needs two languages, but data.src_lang and data.tgt_lang are both {cfg.src_lang!r}")
+        raise S2SError(
+            f"data.both_directions=true needs two languages, but data.src_lang and data.tgt_lang are both {cfg.src_lang!r}"
+        )
     if cfg.subword.sampling_alpha > 0:
         raise S2SError("data.both_directions=true does not support subword sampling (data.subword.sampling_alpha) yet")
     if not 0 < cfg.reverse_fraction <= 1:
@@ -172,16 +217,28 @@ def encode_both_directions(
     if reverse_dir:
         os.makedirs(reverse_dir)
     reverse, reverse_counts = encode_dataset(tokenizers.toward(cfg.src_lang), swapped, cfg.max_len, reverse_dir)
-    log.info("both directions: %d %s->%s pairs and %d %s->%s pairs", counts["kept"], cfg.src_lang, cfg.tgt_lang, reverse_counts["kept"], cfg.tgt_lang, cfg.src_lang)
+    log.info(
+        "both directions: %d %s->%s pairs and %d %s->%s pairs",
+        counts["kept"],
+        cfg.src_lang,
+        cfg.tgt_lang,
+        reverse_counts["kept"],
+        cfg.tgt_lang,
+        cfg.src_lang,
+    )
     return datasets.concatenate_datasets([forward, reverse]), {key: counts[key] + reverse_counts[key] for key in counts}
 
 
-def prepare_training_batches(cfg: DataConfig, tokenizers: Tokenizers, train: datasets.Dataset, seed: int) -> tuple[TrainBatches, dict[str, int]]:
+def prepare_training_batches(
+    cfg: DataConfig, tokenizers: Tokenizers, train: datasets.Dataset, seed: int
+) -> tuple[TrainBatches, dict[str, int]]:
     """Encode and filter the training split into batches; the Arrow files live as long as the batches."""
     alpha = cfg.subword.sampling_alpha
     check_alpha(alpha, cfg.subword.model_type)
     check_both_directions(cfg)
-    workdir = tempfile.mkdtemp(prefix="s2s-train-data-") if train.cache_files else None  # in-memory corpora stay in memory
+    workdir = (
+        tempfile.mkdtemp(prefix="s2s-train-data-") if train.cache_files else None
+    )  # in-memory corpora stay in memory
     try:
         if cfg.both_directions:
             pairs, counts = encode_both_directions(cfg, tokenizers, train, workdir, seed)
@@ -193,7 +250,13 @@ def prepare_training_batches(cfg: DataConfig, tokenizers: Tokenizers, train: dat
         raise
     log.info(
         "train split %r: %d pairs read%s, %d dropped (empty side), %d dropped (longer than %d subwords), %d kept",
-        cfg.train_split, counts["read"], " (both directions counted)" if cfg.both_directions else "", counts["dropped_empty"], counts["dropped_too_long"], cfg.max_len, counts["kept"],
+        cfg.train_split,
+        counts["read"],
+        " (both directions counted)" if cfg.both_directions else "",
+        counts["dropped_empty"],
+        counts["dropped_too_long"],
+        cfg.max_len,
+        counts["kept"],
     )
     if not counts["kept"]:
         raise S2SError(f"no training pairs left in split {cfg.train_split!r} after dropping empty and over-long ones")
@@ -217,7 +280,9 @@ def prepare_validation(tokenizers: Tokenizers, valid: datasets.Dataset, max_toke
     return ValidationData(sources, references, loss_batches)
 
 
-def prepare_training_data(cfg: DataConfig, run_dir: str, seed: int, reuse_tokenizers_from: str | None = None) -> TrainingData:
+def prepare_training_data(
+    cfg: DataConfig, run_dir: str, seed: int, reuse_tokenizers_from: str | None = None
+) -> TrainingData:
     """Load train and valid splits, get tokenizers, encode, filter and batch.
 
     With data.both_directions the returned tokenizers tag sources toward data.tgt_lang, the
@@ -230,4 +295,6 @@ def prepare_training_data(cfg: DataConfig, run_dir: str, seed: int, reuse_tokeni
     if cfg.both_directions:
         tokenizers = tokenizers.toward(cfg.tgt_lang)
     batches, counts = prepare_training_batches(cfg, tokenizers, train, seed)
-    return TrainingData(tokenizers=tokenizers, train=batches, valid=prepare_validation(tokenizers, valid, cfg.max_tokens), counts=counts)
+    return TrainingData(
+        tokenizers=tokenizers, train=batches, valid=prepare_validation(tokenizers, valid, cfg.max_tokens), counts=counts
+    )

@@ -23,17 +23,19 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
-from s2s.batching import make_batch
+from s2s.data.batching import make_batch
+from s2s.decoding.search import Hypothesis
 from s2s.model.seq2seq import Seq2Seq
-from s2s.search import Hypothesis
-from s2s.subwords import PAD
+from s2s.special_tokens import PAD
 
 
 def _batches(lengths: list[int], order: list[int], vocabulary: int, max_logits: int) -> list[list[int]]:
     """Consecutive runs of `order` whose (rows x longest target x vocabulary) logits fit `max_logits`."""
     batches: list[list[int]] = []
     for i in order:
-        longest = max(lengths[i], lengths[batches[-1][-1]]) if batches else 0  # order is by length: the last is the longest
+        longest = (
+            max(lengths[i], lengths[batches[-1][-1]]) if batches else 0
+        )  # order is by length: the last is the longest
         if batches and (len(batches[-1]) + 1) * (longest + 1) * vocabulary <= max_logits:
             batches[-1].append(i)
         else:
@@ -54,7 +56,9 @@ def sequence_log_probs(
     few wide batches are much faster than many narrow ones.
     """
     scores = [float("-inf")] * len(sources)
-    usable = sorted((i for i in range(len(sources)) if sources[i] and targets[i]), key=lambda i: (len(targets[i]), len(sources[i])))
+    usable = sorted(
+        (i for i in range(len(sources)) if sources[i] and targets[i]), key=lambda i: (len(targets[i]), len(sources[i]))
+    )
     for chunk in _batches([len(t) for t in targets], usable, model.decoder.output.out_features, max_logits):
         batch = make_batch([sources[i] for i in chunk], [targets[i] for i in chunk], chunk).to(device)
         logits = model(batch.src, batch.src_lengths, batch.tgt_in)  # (B, T, V)
@@ -66,14 +70,20 @@ def sequence_log_probs(
 
 
 def reverse_scores(
-    model: Seq2Seq, sources: list[list[int]], candidates: list[list[list[int]]], reverse_tag: tuple[int, ...], device: torch.device
+    model: Seq2Seq,
+    sources: list[list[int]],
+    candidates: list[list[list[int]]],
+    reverse_tag: tuple[int, ...],
+    device: torch.device,
 ) -> list[list[float]]:
     """log p(source | candidate) / (source subwords + 1) for every candidate of every source.
 
     `sources` are untagged id lists; each candidate is read with `reverse_tag` before it."""
     flat_sources = [src for src, cands in zip(sources, candidates) for _ in cands]
     flat_candidates = [[*reverse_tag, *c] if c else [] for cands in candidates for c in cands]
-    flat = sequence_log_probs(model, flat_candidates, flat_sources, device)  # the candidate reads, the source is predicted
+    flat = sequence_log_probs(
+        model, flat_candidates, flat_sources, device
+    )  # the candidate reads, the source is predicted
     out, position = [], 0
     for src, cands in zip(sources, candidates):
         out.append([score / (len(src) + 1) for score in flat[position : position + len(cands)]])
@@ -93,8 +103,13 @@ def rerank(beam_scores: list[list[float]], back_scores: list[list[float]], weigh
 
 
 def rerank_hypotheses(
-    model: Seq2Seq, sources: list[list[int]], n_best: list[list[Hypothesis]], reverse_tag: tuple[int, ...],
-    weight: float, keep: int, device: torch.device,
+    model: Seq2Seq,
+    sources: list[list[int]],
+    n_best: list[list[Hypothesis]],
+    reverse_tag: tuple[int, ...],
+    weight: float,
+    keep: int,
+    device: torch.device,
 ) -> list[list[Hypothesis]]:
     """Each source's hypotheses reordered by the combined score (which becomes their score); the best `keep`."""
     back = reverse_scores(model, sources, [[h.tokens for h in hyps] for hyps in n_best], reverse_tag, device)

@@ -29,7 +29,9 @@ import torch
 CHUNK_ENTRIES = 1 << 19  # fp32 entries per chunk (2 MiB): R = CHUNK_ENTRIES // V rows, 65 for V = 8,000
 
 
-def smoothed_cross_entropy(logits: torch.Tensor, gold: torch.Tensor, smoothing: float, ignore_index: int) -> torch.Tensor:
+def smoothed_cross_entropy(
+    logits: torch.Tensor, gold: torch.Tensor, smoothing: float, ignore_index: int
+) -> torch.Tensor:
     """logits (N, V) in any float dtype, gold (N,) -> the summed loss over rows with gold != ignore_index (fp32 scalar)."""
     if not 0.0 <= smoothing < 1.0:
         raise ValueError(f"label smoothing must be in [0, 1), got {smoothing}")

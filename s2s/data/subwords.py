@@ -18,8 +18,8 @@ import sentencepiece as spm
 
 from s2s.config import SubwordConfig
 from s2s.errors import S2SError
+from s2s.special_tokens import BOS, EOS, PAD, UNK
 
-PAD, UNK, BOS, EOS = 0, 1, 2, 3
 JOINT_FILE, SRC_FILE, TGT_FILE = "spm.model", "spm.src.model", "spm.tgt.model"
 
 
@@ -40,7 +40,9 @@ class Tokenizers:
         tag = direction_tag(lang)
         tag_id = self.src.piece_to_id(tag)
         if tag_id == UNK or self.src.id_to_piece(tag_id) != tag:
-            raise S2SError(f"the vocabulary has no {tag} piece: the model was not trained with data.both_directions=true toward {lang!r}")
+            raise S2SError(
+                f"the vocabulary has no {tag} piece: the model was not trained with data.both_directions=true toward {lang!r}"
+            )
         return replace(self, src_prefix=(tag_id,))
 
     def reverse_tag(self, src_lang: str, both_directions: bool) -> tuple[int, ...]:
@@ -69,12 +71,6 @@ class Tokenizers:
     def decode_tgt(self, ids: list[list[int]]) -> list[str]:
         return self.tgt.decode(ids)
 
-    def src_pieces(self, text: str) -> list[str]:
-        return self.src.encode(text, out_type=str)
-
-    def tgt_pieces(self, ids: list[int]) -> list[str]:
-        return [self.tgt.id_to_piece(i) for i in ids]
-
 
 def direction_tag(lang: str) -> str:
     """The source piece that asks a both-directions model for output in `lang`."""
@@ -95,7 +91,9 @@ def _sample(sentences: Iterable[str], limit: int, seed: int) -> list[str]:
     return reservoir
 
 
-def _train_one(sentences: list[str], path: str, cfg: SubwordConfig, seed: int, symbols: Sequence[str] = ()) -> spm.SentencePieceProcessor:
+def _train_one(
+    sentences: list[str], path: str, cfg: SubwordConfig, seed: int, symbols: Sequence[str] = ()
+) -> spm.SentencePieceProcessor:
     if not sentences:
         raise S2SError("cannot train a subword model: the training text is empty")
     prefix = path[: -len(".model")]
@@ -120,7 +118,12 @@ def _train_one(sentences: list[str], path: str, cfg: SubwordConfig, seed: int, s
 
 
 def train_tokenizers(
-    src_texts: Iterable[str], tgt_texts: Iterable[str], cfg: SubwordConfig, out_dir: str, seed: int = 0, symbols: Sequence[str] = ()
+    src_texts: Iterable[str],
+    tgt_texts: Iterable[str],
+    cfg: SubwordConfig,
+    out_dir: str,
+    seed: int = 0,
+    symbols: Sequence[str] = (),
 ) -> Tokenizers:
     """Train sentencepiece model(s) on a bounded sample of the training text; save into out_dir.
 
@@ -132,7 +135,9 @@ def train_tokenizers(
     os.makedirs(out_dir, exist_ok=True)
     if cfg.joint:
         both: Iterator[str] = (s for pair in zip(src_texts, tgt_texts) for s in pair)
-        joint = _train_one(_sample(both, cfg.max_sentences, seed), os.path.join(out_dir, JOINT_FILE), cfg, seed, symbols)
+        joint = _train_one(
+            _sample(both, cfg.max_sentences, seed), os.path.join(out_dir, JOINT_FILE), cfg, seed, symbols
+        )
         return Tokenizers(src=joint, tgt=joint)
     src = _train_one(_sample(src_texts, cfg.max_sentences, seed), os.path.join(out_dir, SRC_FILE), cfg, seed, symbols)
     tgt = _train_one(_sample(tgt_texts, cfg.max_sentences, seed), os.path.join(out_dir, TGT_FILE), cfg, seed)
@@ -154,9 +159,13 @@ def load_tokenizers(run_dir: str) -> Tokenizers:
     if os.path.isfile(joint_path):
         joint = load_processor(joint_path)
         return Tokenizers(src=joint, tgt=joint)
-    return Tokenizers(src=load_processor(os.path.join(run_dir, SRC_FILE)), tgt=load_processor(os.path.join(run_dir, TGT_FILE)))
+    return Tokenizers(
+        src=load_processor(os.path.join(run_dir, SRC_FILE)), tgt=load_processor(os.path.join(run_dir, TGT_FILE))
+    )
 
 
 def tokenizer_files(run_dir: str) -> list[str]:
     """The sentencepiece files present in a run directory."""
-    return [os.path.join(run_dir, f) for f in (JOINT_FILE, SRC_FILE, TGT_FILE) if os.path.isfile(os.path.join(run_dir, f))]
+    return [
+        os.path.join(run_dir, f) for f in (JOINT_FILE, SRC_FILE, TGT_FILE) if os.path.isfile(os.path.join(run_dir, f))
+    ]

@@ -32,20 +32,23 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
-from s2s import checkpoint, distributed
-from s2s.batching import Batch
+from s2s import checkpoint
 from s2s.config import Config, Optimizer, Precision, Scheduler
-from s2s.data import TrainingData, prepare_training_data
+from s2s.data.batching import Batch
+from s2s.data.pipeline import TrainingData, prepare_training_data
+from s2s.decoding.translator import Translator
+from s2s.device import pick_device
 from s2s.errors import S2SError
-from s2s.interrupts import StopRequest, stop_on_signals
-from s2s.loss import smoothed_cross_entropy, symmetric_kl
 from s2s.metrics import HIGHER_IS_BETTER, perplexity, score
+from s2s.model.build import build_model
 from s2s.model.seq2seq import Seq2Seq, count_parameters
 from s2s.precision import resolve_precision
-from s2s.run_log import RunLog
-from s2s.schedule import budget_fraction, linear_decay_lr, warmup_factor
-from s2s.subwords import PAD
-from s2s.translator import Translator, build_model, pick_device
+from s2s.special_tokens import PAD
+from s2s.training import distributed
+from s2s.training.interrupts import StopRequest, stop_on_signals
+from s2s.training.loss import smoothed_cross_entropy, symmetric_kl
+from s2s.training.run_log import RunLog
+from s2s.training.schedule import budget_fraction, linear_decay_lr, warmup_factor
 
 log = logging.getLogger("s2s.train")
 
@@ -92,7 +95,9 @@ def twice(batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return tuple(torch.cat([t, t]) for t in (batch.src, batch.src_lengths, batch.tgt_in))  # type: ignore[return-value]
 
 
-def rdrop_loss(logits: torch.Tensor, gold: torch.Tensor, label_smoothing: float, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+def rdrop_loss(
+    logits: torch.Tensor, gold: torch.Tensor, label_smoothing: float, alpha: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """logits (2B, T, V) of a batch run twice (`twice`), gold (B, T) -> (loss, cross-entropy), fp32 sums over tokens.
 
     R-Drop's per-pair loss (Liang et al., 2021), CE_1 + CE_2 + alpha/2 (KL(p||q) + KL(q||p)), halved so that
@@ -129,12 +134,22 @@ class Trainer:
         self.cfg, self.run_dir = cfg, run_dir
         self.clock = time.perf_counter()  # wall-clock bookkeeping for progress.wall_seconds
         if cfg.trainer.early_stopping_metric not in HIGHER_IS_BETTER:
-            raise S2SError(f"trainer.early_stopping_metric={cfg.trainer.early_stopping_metric} is not one of {sorted(HIGHER_IS_BETTER)}")
+            raise S2SError(
+                f"trainer.early_stopping_metric={cfg.trainer.early_stopping_metric} is not one of {sorted(HIGHER_IS_BETTER)}"
+            )
         self.world = distributed.current()
-        self.device = torch.device("cuda", self.world.local_rank) if self.world.distributed and torch.cuda.is_available() else pick_device(cfg.device)
+        self.device = (
+            torch.device("cuda", self.world.local_rank)
+            if self.world.distributed and torch.cuda.is_available()
+            else pick_device(cfg.device)
+        )
         # `auto` measures bf16 against fp32 on each rank; all ranks take rank 0's answer.
-        self.precision = distributed.broadcast(resolve_precision(cfg.trainer.precision, self.device, "trainer.precision"))
-        resolve_precision(cfg.search.precision, self.device, "search.precision", decoding=True)  # validation's: fail now, not at the first validation
+        self.precision = distributed.broadcast(
+            resolve_precision(cfg.trainer.precision, self.device, "trainer.precision")
+        )
+        resolve_precision(
+            cfg.search.precision, self.device, "search.precision", decoding=True
+        )  # validation's: fail now, not at the first validation
         if cfg.optim.accumulate < 1:
             raise S2SError(f"optim.accumulate must be at least 1, got {cfg.optim.accumulate}")
         if cfg.optim.rdrop_alpha < 0:
@@ -145,31 +160,58 @@ class Trainer:
             if not 0.0 <= cfg.optim.decay_start < 1.0:
                 raise S2SError(f"optim.decay_start must be in [0, 1), got {cfg.optim.decay_start}")
             if not (cfg.trainer.max_steps > 0 or cfg.trainer.max_epochs > 0 or cfg.trainer.max_minutes > 0):
-                raise S2SError("optim.scheduler=linear decays over the run's budget: set trainer.max_steps, trainer.max_epochs or trainer.max_minutes")
+                raise S2SError(
+                    "optim.scheduler=linear decays over the run's budget: set trainer.max_steps, trainer.max_epochs or trainer.max_minutes"
+                )
         if cfg.trainer.valid_every < 0:
-            raise S2SError(f"trainer.valid_every must be 0 (no validation by update count) or more, got {cfg.trainer.valid_every}")
+            raise S2SError(
+                f"trainer.valid_every must be 0 (no validation by update count) or more, got {cfg.trainer.valid_every}"
+            )
         if cfg.trainer.log_every < 1:
             raise S2SError(f"trainer.log_every must be at least 1, got {cfg.trainer.log_every}")
         if cfg.trainer.keep_checkpoints < 0:
-            raise S2SError(f"trainer.keep_checkpoints must be 0 (keep only last.pt and best.pt) or more, got {cfg.trainer.keep_checkpoints}")
+            raise S2SError(
+                f"trainer.keep_checkpoints must be 0 (keep only last.pt and best.pt) or more, got {cfg.trainer.keep_checkpoints}"
+            )
         if not 0.0 <= cfg.optim.ema_decay < 1.0:
-            raise S2SError(f"optim.ema_decay must be in [0, 1) (0 turns the moving average off), got {cfg.optim.ema_decay}")
+            raise S2SError(
+                f"optim.ema_decay must be in [0, 1) (0 turns the moving average off), got {cfg.optim.ema_decay}"
+            )
         resume_from = self._resume_source()
-        init_from = checkpoint.resolve_checkpoint(cfg.trainer.init_from, "best")[1] if cfg.trainer.init_from and not resume_from else None
+        init_from = (
+            checkpoint.resolve_checkpoint(cfg.trainer.init_from, "best")[1]
+            if cfg.trainer.init_from and not resume_from
+            else None
+        )
         source = resume_from or init_from
         reuse_vocabulary = os.path.dirname(os.path.dirname(source)) if source else None
         self.data: TrainingData = self._prepare_data(reuse_vocabulary)
-        self.model: Seq2Seq = build_model(cfg, self.data.tokenizers).to(self.device)
+        self.model: Seq2Seq = build_model(
+            cfg.model,
+            self.data.tokenizers.src.get_piece_size(),
+            self.data.tokenizers.tgt.get_piece_size(),
+            self.data.tokenizers.src is self.data.tokenizers.tgt,
+        ).to(self.device)
         self.train_model: torch.nn.Module = self.model
         if self.world.distributed:
-            self.train_model = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            self.train_model = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
         self.optimizer = self._make_optimizer()
         # the weights that are validated, saved as "model" and translated with: an EMA of the trained ones, or those
-        self.ema = AveragedModel(self.model, multi_avg_fn=warmed_up_ema(cfg.optim.ema_decay), use_buffers=True) if cfg.optim.ema_decay > 0 else None
+        self.ema = (
+            AveragedModel(self.model, multi_avg_fn=warmed_up_ema(cfg.optim.ema_decay), use_buffers=True)
+            if cfg.optim.ema_decay > 0
+            else None
+        )
         self.eval_model: Seq2Seq = self.ema.module if self.ema is not None else self.model
         mode = "max" if HIGHER_IS_BETTER[cfg.trainer.early_stopping_metric] else "min"
         self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimizer, mode=mode, factor=cfg.optim.plateau_factor, patience=cfg.optim.plateau_patience, min_lr=cfg.optim.min_lr
+            self.optimizer,
+            mode=mode,
+            factor=cfg.optim.plateau_factor,
+            patience=cfg.optim.plateau_patience,
+            min_lr=cfg.optim.min_lr,
         )
         self.progress = Progress()
         self.elapsed_seconds = 0.0  # wall seconds as all ranks agree on them, updated once per update by _finished()
@@ -191,9 +233,15 @@ class Trainer:
 
     def _prepare_data(self, reuse_vocabulary: str | None) -> TrainingData:
         """Rank 0 trains the tokenizers into the run directory; the other ranks then load them."""
-        data = prepare_training_data(self.cfg.data, self.run_dir, self.cfg.seed, reuse_vocabulary) if self.world.is_main else None
+        data = (
+            prepare_training_data(self.cfg.data, self.run_dir, self.cfg.seed, reuse_vocabulary)
+            if self.world.is_main
+            else None
+        )
         distributed.barrier()
-        return data or prepare_training_data(self.cfg.data, self.run_dir, self.cfg.seed, reuse_vocabulary or self.run_dir)
+        return data or prepare_training_data(
+            self.cfg.data, self.run_dir, self.cfg.seed, reuse_vocabulary or self.run_dir
+        )
 
     # ----- set-up -----------------------------------------------------------------------
     def _make_optimizer(self) -> torch.optim.Optimizer:
@@ -224,10 +272,17 @@ class Trainer:
         if "model" not in state or "config" not in state:
             raise S2SError(f"cannot {purpose} from {path}: it is not an s2s checkpoint")
         if state["config"].get("model") != config_as_dict(self.cfg)["model"]:
-            raise S2SError(f"cannot {purpose} from {path}: its model config differs from this run's; use the same model.* settings")
-        vocabulary = {"src": self.data.tokenizers.src.get_piece_size(), "tgt": self.data.tokenizers.tgt.get_piece_size()}
+            raise S2SError(
+                f"cannot {purpose} from {path}: its model config differs from this run's; use the same model.* settings"
+            )
+        vocabulary = {
+            "src": self.data.tokenizers.src.get_piece_size(),
+            "tgt": self.data.tokenizers.tgt.get_piece_size(),
+        }
         if state.get("vocabulary", vocabulary) != vocabulary:
-            raise S2SError(f"cannot {purpose} from {path}: its vocabulary {state['vocabulary']} differs from this run's {vocabulary}")
+            raise S2SError(
+                f"cannot {purpose} from {path}: its vocabulary {state['vocabulary']} differs from this run's {vocabulary}"
+            )
         return state
 
     def _resume(self, path: str) -> None:
@@ -246,7 +301,13 @@ class Trainer:
         self.best_metrics = state.get("best_metrics")
         if not self.world.is_main:  # the checkpoint holds rank 0's RNG; keep the ranks' dropout masks apart
             torch.manual_seed(self.cfg.seed + self.world.rank + 7919 * self.progress.step)
-        log.info("resumed from %s at step %d (epoch %d, batch %d)", path, self.progress.step, self.progress.epoch + 1, self.progress.position)
+        log.info(
+            "resumed from %s at step %d (epoch %d, batch %d)",
+            path,
+            self.progress.step,
+            self.progress.epoch + 1,
+            self.progress.position,
+        )
 
     def _fine_tune_from(self, path: str) -> None:
         """Start a new run from trained weights; optimizer, schedule and best score by their switches."""
@@ -264,7 +325,8 @@ class Trainer:
             self.progress.best_score, self.best_metrics = saved["best_score"], state.get("best_metrics")
         log.info(
             "fine-tuning from %s (optimizer %s, schedule %s, best score %s)",
-            path, *("reset" if reset else "kept" for reset in (t.reset_optimizer, t.reset_scheduler, t.reset_best)),
+            path,
+            *("reset" if reset else "kept" for reset in (t.reset_optimizer, t.reset_scheduler, t.reset_best)),
         )
 
     # ----- the loop ---------------------------------------------------------------------
@@ -273,7 +335,14 @@ class Trainer:
         t = self.cfg.trainer
         total = t.max_steps if t.max_steps > 0 else self._updates_per_epoch(self.progress.epoch) * max(t.max_epochs, 1)
         show_bar = t.progress_bar and self.world.is_main
-        bar = tqdm(total=total, initial=min(self.progress.step, total), desc="train", unit="step", dynamic_ncols=True, disable=None if show_bar else True)
+        bar = tqdm(
+            total=total,
+            initial=min(self.progress.step, total),
+            desc="train",
+            unit="step",
+            dynamic_ncols=True,
+            disable=None if show_bar else True,
+        )
         last_metrics: dict[str, Any] = {}
         self.clock = time.perf_counter()  # data preparation is not counted
         with stop_on_signals() as stop_request:
@@ -355,7 +424,11 @@ class Trainer:
             wall = torch.tensor([self.progress.wall_seconds], dtype=torch.float64)
             self.elapsed_seconds = float(distributed.sum_over_ranks(wall)[0]) / self.world.size
         out_of_time = t.max_minutes > 0 and self.elapsed_seconds >= 60 * t.max_minutes
-        return (t.max_steps > 0 and self.progress.step >= t.max_steps) or (t.max_epochs > 0 and self.progress.epoch >= t.max_epochs) or out_of_time
+        return (
+            (t.max_steps > 0 and self.progress.step >= t.max_steps)
+            or (t.max_epochs > 0 and self.progress.epoch >= t.max_epochs)
+            or out_of_time
+        )
 
     def _tick(self) -> None:
         now = time.perf_counter()
@@ -365,7 +438,11 @@ class Trainer:
     def _early_stop(self) -> bool:
         patience = self.cfg.trainer.early_stopping_patience
         if patience > 0 and self.progress.stale_validations >= patience:
-            log.info("early stopping: %s has not improved for %d validations", self.cfg.trainer.early_stopping_metric, patience)
+            log.info(
+                "early stopping: %s has not improved for %d validations",
+                self.cfg.trainer.early_stopping_metric,
+                patience,
+            )
             return True
         return False
 
@@ -392,7 +469,9 @@ class Trainer:
                 with self._autocast():
                     logits = self.train_model(*inputs, self.cfg.optim.teacher_forcing)  # (B, T, V); R-Drop: (2B, T, V)
                 if rdrop:
-                    loss, cross_entropy = rdrop_loss(logits, batch.tgt_out, self.cfg.optim.label_smoothing, self.cfg.optim.rdrop_alpha)
+                    loss, cross_entropy = rdrop_loss(
+                        logits, batch.tgt_out, self.cfg.optim.label_smoothing, self.cfg.optim.rdrop_alpha
+                    )
                 else:
                     loss = cross_entropy = token_loss(logits, batch.tgt_out, self.cfg.optim.label_smoothing)
                 # DDP averages gradients over ranks; scaling by W makes the result sum / all_tokens
@@ -400,7 +479,9 @@ class Trainer:
             loss_sum += cross_entropy.detach()  # the log's loss and perplexity: cross-entropy only
         clip = self.cfg.optim.clip_norm if self.cfg.optim.clip_norm > 0 else float("inf")
         total_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)  # before clipping
-        grad_norm, loss_total = torch.stack([total_norm.float(), loss_sum.float()]).tolist()  # the one sync of the update
+        grad_norm, loss_total = torch.stack(
+            [total_norm.float(), loss_sum.float()]
+        ).tolist()  # the one sync of the update
         loss_value = loss_total / max(local_tokens, 1)
         if not (math.isfinite(grad_norm) and math.isfinite(loss_value)):
             self._skip_step(loss_value, grad_norm)
@@ -412,7 +493,9 @@ class Trainer:
         self.progress.bad_in_a_row = 0
         seconds = time.perf_counter() - started
         self.progress.train_seconds += seconds
-        self.recent = self.recent[-49:] + [UpdateStats(loss_value, local_tokens * self.world.size, seconds, grad_norm, grad_norm > clip)]
+        self.recent = self.recent[-49:] + [
+            UpdateStats(loss_value, local_tokens * self.world.size, seconds, grad_norm, grad_norm > clip)
+        ]
         return True
 
     def _autocast(self):
@@ -424,7 +507,13 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.progress.skipped_steps += 1
         self.progress.bad_in_a_row += 1
-        log.warning("skipped an update at step %d: loss %s, gradient norm %s (%d in a row)", self.progress.step, loss, grad_norm, self.progress.bad_in_a_row)
+        log.warning(
+            "skipped an update at step %d: loss %s, gradient norm %s (%d in a row)",
+            self.progress.step,
+            loss,
+            grad_norm,
+            self.progress.bad_in_a_row,
+        )
         if self.progress.bad_in_a_row >= self.cfg.trainer.max_bad_steps:
             raise S2SError(
                 f"training diverged: {self.progress.bad_in_a_row} non-finite losses or gradients in a row at step {self.progress.step}; "
@@ -457,16 +546,37 @@ class Trainer:
         clipped = 100.0 * sum(u.clipped for u in recent) / len(recent)
         lr = self.optimizer.param_groups[0]["lr"]
         bar.update(1)
-        bar.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{speed:.0f}", gnorm=f"{grad_norm:.2f}", lr=f"{lr:.2e}", epoch=self.progress.epoch + 1, refresh=False)
+        bar.set_postfix(
+            loss=f"{mean_loss:.3f}",
+            tok_s=f"{speed:.0f}",
+            gnorm=f"{grad_norm:.2f}",
+            lr=f"{lr:.2e}",
+            epoch=self.progress.epoch + 1,
+            refresh=False,
+        )
         if self.progress.step % self.cfg.trainer.log_every == 0 and self.world.is_main:
             log.info(
                 "step %d  epoch %d  loss %.4f  ppl %.2f  lr %.2e  gnorm %.2f (%.0f%% clipped)  %.0f tok/s",
-                self.progress.step, self.progress.epoch + 1, mean_loss, perplexity(mean_loss), lr, grad_norm, clipped, speed,
+                self.progress.step,
+                self.progress.epoch + 1,
+                mean_loss,
+                perplexity(mean_loss),
+                lr,
+                grad_norm,
+                clipped,
+                speed,
             )
             self.run_log.record(
                 "train",
                 self.progress.step,
-                {"loss": mean_loss, "ppl": perplexity(mean_loss), "lr": lr, "grad_norm": grad_norm, "clipped_percent": clipped, "tokens_per_second": speed},
+                {
+                    "loss": mean_loss,
+                    "ppl": perplexity(mean_loss),
+                    "lr": lr,
+                    "grad_norm": grad_norm,
+                    "clipped_percent": clipped,
+                    "tokens_per_second": speed,
+                },
             )
 
     # ----- validation and checkpoints ---------------------------------------------------------
@@ -487,17 +597,35 @@ class Trainer:
         limit = self.cfg.trainer.valid_max_sentences or len(self.data.valid.sources)
         sources, references = self.data.valid.sources[:limit], self.data.valid.references[:limit]
         reverse_tag = self.data.tokenizers.reverse_tag(self.cfg.data.src_lang, self.cfg.data.both_directions)
-        translator = Translator(self.eval_model, self.data.tokenizers, self.cfg.search, self.device, self.cfg.data.lowercase, reverse_tag)
+        translator = Translator(
+            self.eval_model, self.data.tokenizers, self.cfg.search, self.device, self.cfg.data.lowercase, reverse_tag
+        )
         hypotheses: list[str] = []
         chunk = 8 * self.cfg.search.batch_size
         show_bar = self.cfg.trainer.progress_bar and self.world.is_main
-        for start in tqdm(range(0, len(sources), chunk), desc="validate", unit="chunk", leave=False, disable=None if show_bar else True):
+        for start in tqdm(
+            range(0, len(sources), chunk),
+            desc="validate",
+            unit="chunk",
+            leave=False,
+            disable=None if show_bar else True,
+        ):
             hypotheses += translator.translate(sources[start : start + chunk])
-        metrics: dict[str, Any] = {"step": self.progress.step, "loss": round(loss, 4), "ppl": round(perplexity(loss), 2)}
+        metrics: dict[str, Any] = {
+            "step": self.progress.step,
+            "loss": round(loss, 4),
+            "ppl": round(perplexity(loss), 2),
+        }
         metrics.update(score(hypotheses, [r.lower() if self.cfg.data.lowercase else r for r in references]))
         log.info(
             "validation at step %d: loss %.4f  ppl %.2f  BLEU %.2f  chrF %.2f  exact %.2f%%  (%.1fs)",
-            self.progress.step, loss, metrics["ppl"], metrics["bleu"], metrics["chrf"], metrics["exact_match"], time.perf_counter() - started,
+            self.progress.step,
+            loss,
+            metrics["ppl"],
+            metrics["bleu"],
+            metrics["chrf"],
+            metrics["exact_match"],
+            time.perf_counter() - started,
         )
         return metrics
 
@@ -505,7 +633,13 @@ class Trainer:
         """Rank 0 validates and saves; every rank then takes its progress and learning rate."""
         metrics = self._validate_and_save_main() if self.world.is_main else {}
         if self.world.distributed:
-            shared = distributed.broadcast({"progress": asdict(self.progress), "lrs": [g["lr"] for g in self.optimizer.param_groups], "metrics": metrics})
+            shared = distributed.broadcast(
+                {
+                    "progress": asdict(self.progress),
+                    "lrs": [g["lr"] for g in self.optimizer.param_groups],
+                    "metrics": metrics,
+                }
+            )
             self.progress = Progress(**shared["progress"])
             for group, lr in zip(self.optimizer.param_groups, shared["lrs"]):
                 group["lr"] = lr
@@ -517,14 +651,26 @@ class Trainer:
         self.progress.validated_at = self.progress.step
         name = self.cfg.trainer.early_stopping_metric
         value = float(metrics[name])
-        better = self.progress.best_score is None or (value > self.progress.best_score if HIGHER_IS_BETTER[name] else value < self.progress.best_score)
-        improved = better and math.isfinite(value) and math.isfinite(float(metrics["loss"]))  # never a NaN model as best
+        better = self.progress.best_score is None or (
+            value > self.progress.best_score if HIGHER_IS_BETTER[name] else value < self.progress.best_score
+        )
+        improved = (
+            better and math.isfinite(value) and math.isfinite(float(metrics["loss"]))
+        )  # never a NaN model as best
         if improved:
-            self.progress.best_score, self.progress.best_step, self.progress.stale_validations = value, self.progress.step, 0
+            self.progress.best_score, self.progress.best_step, self.progress.stale_validations = (
+                value,
+                self.progress.step,
+                0,
+            )
             self.best_metrics = metrics
         else:
             self.progress.stale_validations += 1
-        if self.cfg.optim.scheduler == Scheduler.plateau and self.progress.step >= self.cfg.optim.warmup_steps and math.isfinite(value):
+        if (
+            self.cfg.optim.scheduler == Scheduler.plateau
+            and self.progress.step >= self.cfg.optim.warmup_steps
+            and math.isfinite(value)
+        ):
             self.plateau.step(value)
         state = self._checkpoint_state(metrics)
         checkpoint.save_atomic(state, checkpoint.checkpoint_path(self.run_dir, "last"))
@@ -548,7 +694,11 @@ class Trainer:
         rng: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        ema = {"trained_model": self.model.state_dict(), "ema_updates": int(self.ema.n_averaged)} if self.ema is not None else {}
+        ema = (
+            {"trained_model": self.model.state_dict(), "ema_updates": int(self.ema.n_averaged)}
+            if self.ema is not None
+            else {}
+        )
         return {
             "model": self.eval_model.state_dict(),  # what translate and fine-tuning load
             **ema,
@@ -557,7 +707,10 @@ class Trainer:
             "progress": asdict(self.progress),
             "rng": rng,
             "config": config_as_dict(self.cfg),
-            "vocabulary": {"src": self.data.tokenizers.src.get_piece_size(), "tgt": self.data.tokenizers.tgt.get_piece_size()},
+            "vocabulary": {
+                "src": self.data.tokenizers.src.get_piece_size(),
+                "tgt": self.data.tokenizers.tgt.get_piece_size(),
+            },
             "metrics": metrics,
             "best_metrics": self.best_metrics,
         }
@@ -591,8 +744,12 @@ class Trainer:
             json.dump(summary, file, indent=2)
         log.info(
             "done: best %s %.2f at step %d; %d steps in %.0f s; checkpoints in %s",
-            self.cfg.trainer.early_stopping_metric, self.progress.best_score or 0.0, self.progress.best_step,
-            self.progress.step, self.progress.train_seconds, os.path.join(self.run_dir, checkpoint.CHECKPOINT_DIR),
+            self.cfg.trainer.early_stopping_metric,
+            self.progress.best_score or 0.0,
+            self.progress.best_step,
+            self.progress.step,
+            self.progress.train_seconds,
+            os.path.join(self.run_dir, checkpoint.CHECKPOINT_DIR),
         )
         return summary
 
@@ -600,5 +757,3 @@ class Trainer:
 def _tuple_state(state: Any) -> Any:
     """random.setstate wants tuples; a checkpoint may hand back lists."""
     return tuple(_tuple_state(s) for s in state) if isinstance(state, (list, tuple)) else state
-
-

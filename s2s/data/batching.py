@@ -14,8 +14,8 @@ import numpy as np
 import pyarrow.compute as pc
 import torch
 
-from s2s.subword_sampling import SubwordSampler
-from s2s.subwords import BOS, EOS, PAD
+from s2s.data.subword_sampling import SubwordSampler
+from s2s.special_tokens import BOS, EOS, PAD
 
 
 @dataclass
@@ -98,11 +98,17 @@ def plan_batches(
     # first (the default): the decoder's sequential steps and output layer run over padding (the encoder too
     # on a CPU, but in one fused call per layer), so this ordering leaves about 0.2% target padding on
     # Multi30k against 4-8% when sorting by source first (`source_first`, data.sort_first=source).
-    keys = (tgt[order], src[order]) if source_first else (src[order], tgt[order])  # np.lexsort sorts by the last key first
+    keys = (
+        (tgt[order], src[order]) if source_first else (src[order], tgt[order])
+    )  # np.lexsort sorts by the last key first
     order = order[np.lexsort(keys)].astype(np.int32 if count < 2**31 else np.int64)
     longest = np.maximum(src, tgt)[order] + 1  # (N,) padded width of each sentence, in sorted order
     starts = _batch_starts(longest, max_tokens)
-    shuffle = torch.randperm(len(starts) - 1, generator=generator).numpy() if generator is not None else np.arange(len(starts) - 1)
+    shuffle = (
+        torch.randperm(len(starts) - 1, generator=generator).numpy()
+        if generator is not None
+        else np.arange(len(starts) - 1)
+    )
     return BatchPlan(order, starts, shuffle)
 
 
@@ -125,7 +131,11 @@ def _batch_starts(longest: np.ndarray, max_tokens: int) -> np.ndarray:
 
 
 def token_budget_batches(
-    src_lengths: Sequence[int], tgt_lengths: Sequence[int], max_tokens: int, generator: torch.Generator | None = None, source_first: bool = False
+    src_lengths: Sequence[int],
+    tgt_lengths: Sequence[int],
+    max_tokens: int,
+    generator: torch.Generator | None = None,
+    source_first: bool = False,
 ) -> list[list[int]]:
     """Group sentence indices into batches whose padded size fits `max_tokens`.
 
@@ -156,12 +166,21 @@ class TrainBatches:
     and the rows of a batch are read when the batch is made.
     """
 
-    def __init__(self, pairs: datasets.Dataset, max_tokens: int, seed: int, sampler: SubwordSampler | None = None, source_first: bool = False):
+    def __init__(
+        self,
+        pairs: datasets.Dataset,
+        max_tokens: int,
+        seed: int,
+        sampler: SubwordSampler | None = None,
+        source_first: bool = False,
+    ):
         self.max_tokens, self.seed, self.source_first = max_tokens, seed, source_first
         self.sampler = sampler  # subword regularization: a new segmentation of `text_pairs` each epoch
         self.text_pairs = pairs if sampler is not None else None
         self._use(pairs)
-        self._plan: tuple[int, BatchPlan] | None = None  # the latest epoch's plan: the training loop asks more than once
+        self._plan: tuple[int, BatchPlan] | None = (
+            None  # the latest epoch's plan: the training loop asks more than once
+        )
 
     def _use(self, pairs: datasets.Dataset) -> None:
         self.pairs = pairs.select_columns(["src_ids", "tgt_ids"]).with_format(None)
@@ -179,7 +198,10 @@ class TrainBatches:
             if self.sampler is not None:
                 self._use(self.sampler(self.text_pairs, epoch_seed, epoch))
             generator = torch.Generator().manual_seed(epoch_seed)
-            self._plan = (epoch, plan_batches(self.src_lengths, self.tgt_lengths, self.max_tokens, generator, self.source_first))
+            self._plan = (
+                epoch,
+                plan_batches(self.src_lengths, self.tgt_lengths, self.max_tokens, generator, self.source_first),
+            )
         return self._plan[1]
 
     def num_batches(self, epoch: int) -> int:
