@@ -123,7 +123,8 @@ def _check_group_choice(override: Any, group: str, extra_dirs: list[str]) -> Non
         if isinstance(value, str) and value not in options:
             where = " or ".join(["s2s/conf"] + [f"--config-dir {d}" for d in extra_dirs])
             raise S2SError(
-                f"unknown {group} config {value!r} ({where} has {', '.join(options)} in {group}/){did_you_mean(value, options)}"
+                f"unknown {group} config {value!r} ({where} has {', '.join(options)} in {group}/)"
+                f"{did_you_mean(value, options)}"
             )
 
 

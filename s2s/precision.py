@@ -1,14 +1,14 @@
 """Which number format a device can compute in: fp32 always, bf16 only where the hardware has it.
 
-bf16 pays off on CUDA GPUs that support it and on CPUs whose bf16 instructions are fast: with
-AMX a bf16 matrix multiply runs about 4x faster than fp32. AVX512-BF16 alone is not enough: on
-a 2-core Xeon with AVX512-BF16 but no AMX, bf16 multiplies measured 150 GFLOP/s against 267 in
-fp32, and bf16 autocast trained 38% slower. oneDNN also runs bf16 on plain AVX512 CPUs,
-emulated and slower still. On CPUs without AVX512 (many AMD EPYC, older Intel) it has no bf16
-kernels at all: its LSTM fails with "could not create a primitive descriptor" and matrix
-multiplies fall back to code about 500x slower than fp32. So `bf16` on such a machine is a
+bf16 pays off on CUDA GPUs that support it and on CPUs whose bf16 instructions are fast, such
+as those with AMX. AVX512-BF16 alone is not enough: without AMX a bf16 matrix multiply can be
+slower than fp32, and bf16 autocast then trains slower too. oneDNN also runs bf16 on plain
+AVX512 CPUs, emulated and slower still. On CPUs without AVX512 (many AMD EPYC, older Intel) it
+has no bf16 kernels at all: its LSTM fails with "could not create a primitive descriptor" and
+matrix multiplies fall back to code far slower than fp32. So `bf16` on such a machine is a
 clear start-up error, and `auto` picks bf16 on a CPU only where it has bf16 instructions and
-a bf16 matrix multiply measures clearly faster than fp32 there (`bf16_measured_faster`).
+a bf16 matrix multiply measures clearly faster than fp32 there (`bf16_measured_faster`). The
+measurements behind this are in docs/performance.md.
 
 For decoding on a CPU there is also int8 (s2s.model.int8): int8 weights for the matrix
 multiplies, which run on any x86 CPU with AVX2 and need no bf16.
@@ -54,7 +54,7 @@ def _cpu_has(check: str) -> bool:
 @functools.cache
 def bf16_matmul_speedup() -> float:
     """fp32 time / bf16 time of a 1024 x 1024 matrix multiply on this CPU, best of five each after a
-    warm-up: above 1 where bf16 is faster. Measured once per process (about 0.1 s on two cores);
+    warm-up: above 1 where bf16 is faster. Measured once per process, with twelve multiplies in all;
     draws no random numbers, so seeded runs stay reproducible."""
 
     def best_seconds(dtype: torch.dtype) -> float:
@@ -107,6 +107,7 @@ def resolve_precision(requested: Precision, device: torch.device, option: str, d
         capability = torch.backends.cpu.get_cpu_capability() if device.type == "cpu" else device.type
         raise S2SError(
             f"{option}=bf16 needs a CUDA GPU with bf16 or a CPU with AVX512 (best with AVX512-BF16 or AMX); "
-            f"this {device.type} ({capability}) has no bf16 kernels: use {option}=fp32, or {option}=auto to pick bf16 only where it is native and faster"
+            f"this {device.type} ({capability}) has no bf16 kernels: use {option}=fp32, "
+            f"or {option}=auto to pick bf16 only where it is native and faster"
         )
     return requested

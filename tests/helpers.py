@@ -8,6 +8,7 @@ import torch
 
 from s2s.config import Attention, Cell, DecoderConfig, EncoderConfig, ModelConfig
 from s2s.data.batching import Batch, make_batch
+from s2s.model.build import build_model
 from s2s.model.seq2seq import Seq2Seq
 from s2s.special_tokens import EOS, PAD
 
@@ -52,7 +53,7 @@ def tiny_model(
 ) -> Seq2Seq:
     """A seeded tiny Seq2Seq (eval mode by default); kwargs go to `tiny_config`."""
     torch.manual_seed(seed)
-    model = Seq2Seq(tiny_config(**kwargs), src_vocab, tgt_vocab)
+    model = build_model(tiny_config(**kwargs), src_vocab, tgt_vocab, joint_vocabulary=src_vocab == tgt_vocab)
     return model.eval() if eval_mode else model
 
 

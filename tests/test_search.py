@@ -12,7 +12,6 @@ from helpers import half_trained_model, random_batch, random_ids, sequence_log_p
 from s2s.config import Attention, Cell, SearchConfig
 from s2s.data.batching import make_batch
 from s2s.decoding.search import _block_size, beam_search, decode, greedy, max_output_lengths, sample, top_k
-from s2s.errors import S2SError
 from s2s.special_tokens import BOS, EOS, PAD
 
 
@@ -233,18 +232,6 @@ def test_n_best_sorted_and_distinct(trained):
     one = _beam(trained, batch, SearchConfig(beam_size=5, n_best=1, length_penalty=1.0))
     assert [h[0].tokens for h in one] == [h[0].tokens for h in results]
     assert all(len(h) == 1 for h in one)
-
-
-def test_decode_rejects_bad_search_settings(trained):
-    batch = make_batch([[4, 5]], None, [0])
-    with pytest.raises(S2SError, match="n_best"):
-        decode(trained, batch, SearchConfig(beam_size=2, n_best=3))
-    with pytest.raises(S2SError, match="n_best"):
-        decode(trained, batch, SearchConfig(beam_size=1, n_best=2))
-    with pytest.raises(S2SError, match="beam_size"):
-        decode(trained, batch, SearchConfig(beam_size=0))
-    with pytest.raises(S2SError, match="temperature"):
-        decode(trained, batch, SearchConfig(sampling=True, temperature=0.0))
 
 
 def test_decode_returns_lists_per_sentence(trained):

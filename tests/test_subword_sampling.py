@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from s2s.config import SubwordModel
+from s2s.config import DataConfig, SubwordConfig, SubwordModel
+from s2s.config_checks import check_data
 from s2s.data.pipeline import prepare_training_data
-from s2s.data.subword_sampling import check_alpha
 from s2s.errors import S2SError
 from tests.test_data import _config, _write_corpus
 
@@ -92,7 +92,10 @@ def test_each_epoch_writes_its_segmentation_to_the_temporary_arrow_directory(tmp
     [(-0.1, SubwordModel.unigram, "must be >= 0"), (1.0, SubwordModel.bpe, "BPE-dropout probability")],
 )
 def test_bad_sampling_strength_is_a_one_line_error(alpha, model_type, message):
+    def check_alpha(value: float) -> None:
+        check_data(DataConfig(subword=SubwordConfig(model_type=model_type, sampling_alpha=value)))
+
     with pytest.raises(S2SError, match=message):
-        check_alpha(alpha, model_type)
-    check_alpha(0.0, model_type)
-    check_alpha(0.5, model_type)
+        check_alpha(alpha)
+    check_alpha(0.0)
+    check_alpha(0.5)

@@ -11,10 +11,9 @@ import json
 import sys
 from dataclasses import dataclass
 
-from tqdm import tqdm
-
 from s2s.arguments import parse_overrides
 from s2s.data.corpus import load_split
+from s2s.decoding.scoring import translate_and_score
 from s2s.decoding.translator import load_translator
 from s2s.errors import S2SError, user_errors_exit
 from s2s.metrics import score
@@ -64,23 +63,22 @@ def read_lines(path: str) -> list[str]:
     return lines[:-1] if lines and lines[-1] == "" else lines
 
 
-def translate_split(options: EvaluateOptions, search: list[str]) -> tuple[list[str], list[str], str, str | None]:
+def translate_split(options: EvaluateOptions, search: list[str]) -> tuple[list[str], dict, str]:
+    """Translate the run's split and score it: (hypotheses, metrics, what was scored)."""
     translator, cfg, run_dir = load_translator(options.run, options.checkpoint, options.device, search, options.reverse)
     if options.data_dir is not None:
         cfg.data.dir = options.data_dir
     split = options.split or cfg.data.test_split
     dataset = load_split(cfg.data, split, cfg.seed)
     sources, references = list(dataset["src"]), list(dataset["tgt"])
-    hypotheses: list[str] = []
-    step = 256
-    for start in tqdm(range(0, len(sources), step), desc=f"translate {split}", unit="chunk", disable=None):
-        hypotheses += translator.translate(
-            sources[start : start + step], max_input_tokens=None
-        )  # whole sentences, as scored so far
-    if cfg.data.lowercase:
-        references = [r.lower() for r in references]
+    what = f"{run_dir} split {split!r} ({len(sources)} sentences)"
+    if not references:
+        raise S2SError(f"nothing to score in {what}")
     language = options.lang or (cfg.data.tgt_lang if cfg.data.format.value != "dates" else None)
-    return hypotheses, references, f"{run_dir} split {split!r} ({len(sources)} sentences)", language
+    hypotheses, metrics = translate_and_score(
+        translator, sources, references, moses_lang=language, description=f"translate {split}"
+    )
+    return hypotheses, metrics, what
 
 
 def evaluate(options: EvaluateOptions, search: list[str]) -> dict:
@@ -96,17 +94,18 @@ def compute_metrics(options: EvaluateOptions, search: list[str]) -> tuple[dict, 
         raise S2SError("give both hyp=FILE and ref=FILE, or neither")
     if options.hyp is not None:
         hypotheses, references = read_lines(options.hyp), read_lines(options.ref)
-        what, language = f"{options.hyp} against {options.ref}", options.lang
+        what = f"{options.hyp} against {options.ref}"
         if len(hypotheses) != len(references):
             raise S2SError(f"{options.hyp} has {len(hypotheses)} lines but {options.ref} has {len(references)}")
+        if not references:
+            raise S2SError(f"nothing to score in {what}")
+        metrics = score(hypotheses, references, moses_lang=options.lang)
     else:
-        hypotheses, references, what, language = translate_split(options, search)
-    if not references:
-        raise S2SError(f"nothing to score in {what}")
+        hypotheses, metrics, what = translate_split(options, search)
     if options.output:
         with open(options.output, "w", encoding="utf-8") as file:
             file.writelines(h + "\n" for h in hypotheses)
-    return score(hypotheses, references, moses_lang=language), what
+    return metrics, what
 
 
 def print_report(metrics: dict, what: str) -> None:

@@ -75,7 +75,8 @@ def check_output_dir(args: list[str]) -> None:
             pass
     except OSError as error:
         raise S2SError(
-            f"cannot write to the run directory {target}: {error.strerror or error}; choose another with hydra.run.dir=PATH"
+            f"cannot write to the run directory {target}: {error.strerror or error}; "
+            f"choose another with hydra.run.dir=PATH"
         ) from None
 
 

@@ -36,9 +36,9 @@ Options, as --flag VALUE or key=value (--foo-bar X is foo_bar=X):
   --beam-size N            beam search with N hypotheses (1 = greedy)          = search.beam_size=N
   --n-best N               print the N best hypotheses with scores (<= beam)    = search.n_best=N
   --batch-size N           sentences per decoding batch                         = search.batch_size=N
-  --precision fp32         fp32 | bf16 | auto | int8: bf16 weights and activations, about 2x faster
-                           on CPUs with AVX512-BF16 and on GPUs (scores stay fp32); auto: bf16 only
-                           where native; int8: int8 matrix multiplies on a CPU (any x86 with AVX2),
+  --precision fp32         fp32 | bf16 | auto | int8: bf16 weights and activations, faster on GPUs
+                           and on CPUs with AMX (scores stay fp32); auto: bf16 only where native
+                           and faster; int8: int8 matrix multiplies on a CPU (any x86 with AVX2),
                            at a few tenths of BLEU                              = search.precision=P
   --long-lines split       split | truncate: lines of more than --max-input-tokens subwords are
                            translated in parts joined by a space (split), or cut with a warning

@@ -1,1 +1,2 @@
-"""Corpora, subword vocabularies, batching, and the embedded dates task: everything from text files to padded id tensors."""
+"""Corpora, subword vocabularies, batching, and the embedded dates task: everything from text files
+to padded id tensors."""

@@ -96,8 +96,8 @@ def plan_batches(
     order = torch.randperm(count, generator=generator).numpy() if generator is not None else np.arange(count)
     # a stable sort by target length, then source length, keeps the random order among equal pairs. Target
     # first (the default): the decoder's sequential steps and output layer run over padding (the encoder too
-    # on a CPU, but in one fused call per layer), so this ordering leaves about 0.2% target padding on
-    # Multi30k against 4-8% when sorting by source first (`source_first`, data.sort_first=source).
+    # on a CPU, but in one fused call per layer), so this ordering leaves far less target padding than
+    # sorting by source first (`source_first`, data.sort_first=source; figures in docs/performance.md).
     keys = (
         (tgt[order], src[order]) if source_first else (src[order], tgt[order])
     )  # np.lexsort sorts by the last key first
@@ -141,8 +141,9 @@ def token_budget_batches(
 
     Sentences are sorted by target length, then source length (`source_first`: the other
     way round), ties broken at random when a generator is given, so a batch holds
-    sentences of nearly equal length and padding is small. The padded size of a batch is its count times its longest side
-    (+1 for EOS/BOS). With a generator, the batch order is shuffled too.
+    sentences of nearly equal length and padding is small. The padded size of a batch is
+    its count times its longest side (+1 for EOS/BOS). With a generator, the batch order is
+    shuffled too.
     """
     return list(plan_batches(src_lengths, tgt_lengths, max_tokens, generator, source_first))
 

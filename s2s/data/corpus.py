@@ -78,7 +78,8 @@ def _corpus_dir(cfg: DataConfig) -> str:
             else ""
         )
         raise S2SError(
-            f"data.dir={cfg.dir} is not a directory: give the folder holding the {cfg.name} files with data.dir=PATH{online}"
+            f"data.dir={cfg.dir} is not a directory: "
+            f"give the folder holding the {cfg.name} files with data.dir=PATH{online}"
         )
     return cfg.dir
 

@@ -27,9 +27,10 @@ import pyarrow.compute as pc
 from tqdm import tqdm
 
 from s2s.config import DataConfig, SortFirst
+from s2s.config_checks import check_data
 from s2s.data.batching import Batch, TrainBatches, make_batch, token_budget_batches
 from s2s.data.corpus import load_split
-from s2s.data.subword_sampling import SubwordSampler, check_alpha
+from s2s.data.subword_sampling import SubwordSampler
 from s2s.data.subwords import Tokenizers, direction_tag, load_tokenizers, tokenizer_files, train_tokenizers
 from s2s.errors import S2SError
 
@@ -184,24 +185,6 @@ def encode_dataset(
     return kept.with_format(None), counts
 
 
-def check_both_directions(cfg: DataConfig) -> None:
-    """One-line errors for settings a both-directions model cannot have."""
-    if not cfg.both_directions:
-        return
-    if not cfg.subword.joint:
-        raise S2SError(
-            "data.both_directions=true needs one joint vocabulary (data.subword.joint=true): the decoder writes both languages"
-        )
-    if cfg.src_lang == cfg.tgt_lang:
-        raise S2SError(
-            f"data.both_directions=true needs two languages, but data.src_lang and data.tgt_lang are both {cfg.src_lang!r}"
-        )
-    if cfg.subword.sampling_alpha > 0:
-        raise S2SError("data.both_directions=true does not support subword sampling (data.subword.sampling_alpha) yet")
-    if not 0 < cfg.reverse_fraction <= 1:
-        raise S2SError(f"data.reverse_fraction must be in (0, 1], got {cfg.reverse_fraction}")
-
-
 def encode_both_directions(
     cfg: DataConfig, tokenizers: Tokenizers, train: datasets.Dataset, workdir: str | None, seed: int
 ) -> tuple[datasets.Dataset, dict[str, int]]:
@@ -234,8 +217,6 @@ def prepare_training_batches(
 ) -> tuple[TrainBatches, dict[str, int]]:
     """Encode and filter the training split into batches; the Arrow files live as long as the batches."""
     alpha = cfg.subword.sampling_alpha
-    check_alpha(alpha, cfg.subword.model_type)
-    check_both_directions(cfg)
     workdir = (
         tempfile.mkdtemp(prefix="s2s-train-data-") if train.cache_files else None
     )  # in-memory corpora stay in memory
@@ -288,7 +269,7 @@ def prepare_training_data(
     With data.both_directions the returned tokenizers tag sources toward data.tgt_lang, the
     direction validated and translated.
     """
-    check_both_directions(cfg)
+    check_data(cfg)
     train = load_split(cfg, cfg.train_split, seed)
     valid = load_split(cfg, cfg.valid_split, seed)
     tokenizers = prepare_tokenizers(cfg, train, run_dir, reuse_tokenizers_from, seed)

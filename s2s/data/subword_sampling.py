@@ -18,19 +18,7 @@ from typing import Iterator
 import datasets
 import sentencepiece as spm
 
-from s2s.config import SubwordModel
 from s2s.data.subwords import Tokenizers
-from s2s.errors import S2SError
-
-
-def check_alpha(alpha: float, model_type: SubwordModel) -> None:
-    """One-line errors for sampling strengths sentencepiece would reject or misread."""
-    if alpha < 0:
-        raise S2SError(f"data.subword.sampling_alpha must be >= 0 (0 = off), got {alpha}")
-    if model_type == SubwordModel.bpe and alpha >= 1:
-        raise S2SError(
-            f"data.subword.sampling_alpha is the BPE-dropout probability for bpe and must be < 1, got {alpha}"
-        )
 
 
 @contextmanager

@@ -41,7 +41,8 @@ class Tokenizers:
         tag_id = self.src.piece_to_id(tag)
         if tag_id == UNK or self.src.id_to_piece(tag_id) != tag:
             raise S2SError(
-                f"the vocabulary has no {tag} piece: the model was not trained with data.both_directions=true toward {lang!r}"
+                f"the vocabulary has no {tag} piece: "
+                f"the model was not trained with data.both_directions=true toward {lang!r}"
             )
         return replace(self, src_prefix=(tag_id,))
 

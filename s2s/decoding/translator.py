@@ -19,6 +19,7 @@ from typing_extensions import TypedDict, Unpack
 
 from s2s.checkpoint import load, resolve_checkpoint
 from s2s.config import Config, Precision, SearchConfig, config_from_dict
+from s2s.config_checks import check_search
 from s2s.data.batching import Batch, make_batch, pad
 from s2s.data.subwords import Tokenizers, load_tokenizers
 from s2s.data.text import clean, split_spans
@@ -116,7 +117,7 @@ class Translator:
         config: Config | None = None,
         max_input_tokens: int | None = None,
     ):
-        check_reverse_weight(search, reverse_tag)
+        check_search_settings(search, reverse_tag)
         precision = resolve_precision(search.precision, device, "search.precision", decoding=True)
         if precision == Precision.bf16:  # a bf16 copy: the caller's model (perhaps still training) stays fp32
             model = copy.deepcopy(model).to(torch.bfloat16)
@@ -186,7 +187,7 @@ class Translator:
         """One call's search config, input limit, long-line rule and generator, with its options checked."""
         check_decoding_options(options)
         search = dataclasses.replace(self.search, **{k: v for k, v in options.items() if k in SEARCH_OPTIONS})
-        check_reverse_weight(search, self.reverse_tag)
+        check_search_settings(search, self.reverse_tag)
         max_tokens = options.get("max_input_tokens", self.max_input_tokens)
         if max_tokens is not None and max_tokens < 1:
             raise S2SError(f"max_input_tokens must be at least 1, got {max_tokens}")
@@ -213,8 +214,6 @@ class Translator:
         self, sources: list[list[int]], with_attention: bool, search: SearchConfig, generator: torch.Generator
     ) -> list[tuple[list[Hypothesis], torch.Tensor | None]]:
         """n-best hypotheses (and the best one's attention) per source, batched by similar length."""
-        if search.batch_size < 1:
-            raise S2SError(f"batch_size must be at least 1, got {search.batch_size}")
         results: list = [None] * len(sources)
         order = sorted(range(len(sources)), key=lambda i: len(sources[i]))  # similar lengths together: little padding
         for start in range(0, len(order), search.batch_size):
@@ -306,16 +305,13 @@ def _type_name(kind: object) -> str:
     return " or ".join("None" if t is type(None) else t.__name__ for t in allowed)  # type: ignore[union-attr]
 
 
-def check_reverse_weight(search: SearchConfig, reverse_tag: tuple[int, ...]) -> None:
-    if search.reverse_weight < 0:
-        raise S2SError(f"search.reverse_weight must be >= 0 (0 = off), got {search.reverse_weight}")
+def check_search_settings(search: SearchConfig, reverse_tag: tuple[int, ...]) -> None:
+    """Search settings in range (s2s.config_checks), and reranking only for a both-directions model."""
+    check_search(search)
     if search.reverse_weight and not reverse_tag:
         raise S2SError(
-            "search.reverse_weight needs a model trained with data.both_directions=true (it scores the source back with the same model)"
-        )
-    if search.reverse_weight and search.sampling:
-        raise S2SError(
-            "search.reverse_weight reranks beam search; it does not apply to sampling (search.sampling=true)"
+            "search.reverse_weight needs a model trained with data.both_directions=true "
+            "(it scores the source back with the same model)"
         )
 
 
@@ -372,7 +368,8 @@ def load_translator(
     if reverse:
         if not cfg.data.both_directions:
             raise S2SError(
-                f"reverse=true needs a model trained with data.both_directions=true; {path} translates {cfg.data.src_lang}->{cfg.data.tgt_lang} only"
+                f"reverse=true needs a model trained with data.both_directions=true; "
+                f"{path} translates {cfg.data.src_lang}->{cfg.data.tgt_lang} only"
             )
         cfg.data.src_lang, cfg.data.tgt_lang = cfg.data.tgt_lang, cfg.data.src_lang
     reverse_tag = tokenizers.reverse_tag(cfg.data.src_lang, cfg.data.both_directions)

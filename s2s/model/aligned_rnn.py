@@ -2,11 +2,11 @@
 
 On a CPU, `nn.LSTM` and `nn.GRU` run oneDNN's fused kernels only on a plain tensor: given a
 `PackedSequence` whose lengths differ they fall back to a step-by-step loop of small matrix
-multiplies, which made the encoder's forward and backward 2.5x slower under bf16 autocast
-(B = 110 sentences of 10-18 subwords, 256 units per direction: 58 ms against 23 ms) and
-1.3x in fp32. Run on padding, a fused kernel gives outputs that are right for the forward
-direction at real positions only; the backward direction would read the padding first, and
-neither direction's final state would be the one at each sentence's real end.
+multiplies, which makes the encoder's forward and backward much slower, most of all under
+bf16 autocast (docs/performance.md, "The encoder on a CPU"). Run on padding, a fused kernel
+gives outputs that are right for the forward direction at real positions only; the backward
+direction would read the padding first, and neither direction's final state would be the one
+at each sentence's real end.
 
 So each sentence is right-aligned (its padding moved to the front) and the input gets one more
 feature, 1 at padding and 0 at real tokens (and zero features after it up to a width that
@@ -32,7 +32,7 @@ from torch import nn
 
 SATURATION = 1e4  # a gate's input from the padding feature: sigmoid gives exactly 0 or 1 in fp32 and bf16
 WIDTH_MULTIPLE = 32  # the padding feature comes with zero columns up to a multiple of this: oneDNN's bf16
-# kernels are fast for widths like 256 or 288 and 2.4x slower for 257 (110 x 18 x 256, forward and backward)
+# kernels are fast for widths like 256 or 288 and much slower for an odd width such as 257 (docs/performance.md)
 
 
 def fused_on_padding(rnn: nn.Module, device: torch.device) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from s2s.config import ModelConfig
+from s2s.config_checks import check_model
 from s2s.errors import S2SError
 from s2s.model.seq2seq import Seq2Seq
 
@@ -13,10 +14,12 @@ def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int, join
     Shared embeddings need the same vocabulary on both sides, not merely equal sizes: two
     vocabularies of 8000 pieces would give one vector to unrelated pieces.
     """
+    check_model(cfg)
     if cfg.share_embeddings and not joint_vocabulary:
         raise S2SError("model.share_embeddings=true needs one joint vocabulary (data.subword.joint=true)")
     if cfg.share_embeddings and src_vocab_size != tgt_vocab_size:
         raise S2SError(
-            f"model.share_embeddings=true needs one vocabulary for both sides, got {src_vocab_size} and {tgt_vocab_size} pieces"
+            f"model.share_embeddings=true needs one vocabulary for both sides, "
+            f"got {src_vocab_size} and {tgt_vocab_size} pieces"
         )
     return Seq2Seq(cfg, src_vocab_size, tgt_vocab_size)

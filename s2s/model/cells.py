@@ -73,7 +73,8 @@ class SplitInputLSTMCell(nn.Module):
             self.cell_bias = nn.Parameter(torch.zeros(hidden_size))  # (H,)
 
     def ahead_gates(self, ahead: torch.Tensor) -> torch.Tensor:
-        """(..., A) -> (..., 4H) the ahead part's gate inputs, bias included (with layer_norm: added after normalizing)."""
+        """(..., A) -> (..., 4H) the ahead part's gate inputs, bias included (with layer_norm: added
+        after normalizing)."""
         return linear(ahead, self.weight_ahead, None if self.layer_norm else self.bias)
 
     def step_collectors(self) -> StepGradients:
@@ -140,7 +141,8 @@ class SplitInputGRUCell(nn.Module):
             self.hidden_gain = nn.Parameter(torch.ones(3 * hidden_size))  # (3H,)
 
     def ahead_gates(self, ahead: torch.Tensor) -> torch.Tensor:
-        """(..., A) -> (..., 3H) the ahead part's gate inputs, input bias included (with layer_norm: added after normalizing)."""
+        """(..., A) -> (..., 3H) the ahead part's gate inputs, input bias included (with layer_norm:
+        added after normalizing)."""
         return linear(ahead, self.weight_ahead, None if self.layer_norm else self.bias)
 
     def step_collectors(self) -> tuple[StepGradients, StepGradients]:
@@ -211,7 +213,8 @@ def lstm_gates(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torc
 
 
 def normalize_gates(gates: torch.Tensor, num_gates: int, gain: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """Layer normalization of each gate's summed input over its H units: gates (B, G*H), gain and shift (G*H,) -> (B, G*H)."""
+    """Layer normalization of each gate's summed input over its H units: gates (B, G*H), gain and
+    shift (G*H,) -> (B, G*H)."""
     normalized = F.layer_norm(gates.unflatten(-1, (num_gates, -1)), (gates.size(-1) // num_gates,))  # (B, G, H)
     return torch.addcmul(shift, normalized.flatten(-2), gain)
 

@@ -30,7 +30,6 @@ import torch
 from torch import nn
 
 from s2s.config import Attention, Cell, DecoderConfig
-from s2s.errors import S2SError
 from s2s.model.attention import attend, make_attention
 from s2s.model.cells import SplitInputGRUCell, SplitInputLSTMCell, has_memory_cell, make_cell
 from s2s.model.dropout import Dropout
@@ -60,7 +59,8 @@ class Memory:
         return Memory(self.values.index_select(0, sentences), keys, self.mask.index_select(0, sentences), summary)
 
     def repeat_rows(self, group: int) -> "Memory":
-        """`group` decoder rows per sentence (beam search's hypotheses); the per-sentence tensors are shared, not copied."""
+        """`group` decoder rows per sentence (beam search's hypotheses); the per-sentence tensors are
+        shared, not copied."""
         return Memory(self.values, self.keys, self.mask, self.summary.repeat_interleave(group, dim=0))
 
 
@@ -117,12 +117,6 @@ class Decoder(nn.Module):
         self.ahead_size = embedding_size + (encoder_size if self.attention is None else 0)
         self.split_cells = cfg.cell in (Cell.lstm, Cell.gru)
         self.defer_step_gradients = True  # teacher forcing: one gradient multiply per sequence for per-step weights
-        if cfg.feed_dropout and not self.feeds_attention:
-            raise S2SError(
-                "model.decoder.feed_dropout=true needs input feeding (model.decoder.input_feeding=true and an attention)"
-            )
-        if cfg.layer_norm and not self.split_cells:
-            raise S2SError(f"model.decoder.layer_norm=true needs model.decoder.cell=lstm or gru, not {cfg.cell.value}")
         if self.split_cells:
             split_cell = SplitInputLSTMCell if cfg.cell == Cell.lstm else SplitInputGRUCell
             self.cells = nn.ModuleList(

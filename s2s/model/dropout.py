@@ -1,10 +1,10 @@
 """Dropout whose mask comes from uniform samples compared with p.
 
 The same distribution as `nn.Dropout` (each entry kept with probability 1 - p and scaled by
-1 / (1 - p)), but on CPU `torch.rand` and a comparison draw a mask about 2.7x faster than the
-`bernoulli_` that `nn.Dropout` uses (64 x 14 x 512 entries, 2 threads: 1.2 ms against 3.4 ms),
-and a training step draws four of them. The uniform samples are fp32 whatever the input's
-dtype, so p is not rounded to bf16 under autocast.
+1 / (1 - p)), but on CPU `torch.rand` and a comparison draw the mask faster than the
+`bernoulli_` that `nn.Dropout` uses, and a training step draws four of them (see
+docs/performance.md). The uniform samples are fp32 whatever the input's dtype, so p is not
+rounded to bf16 under autocast.
 
 With `whole_vectors=True` one draw covers the whole last dimension: word dropout, where a
 token's entire embedding is zeroed (the rest scaled by 1 / (1 - p)), so the model must

@@ -1,1 +1,1 @@
-"""Training a model: the loop and its step, loss, optimizer and schedule, checkpointing, stopping, reporting, distribution."""
+"""Training a model: the loop and its step, loss, optimizer and schedule, checkpoints, stopping, reporting, ranks."""

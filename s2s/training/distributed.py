@@ -10,14 +10,19 @@ validation results; the others wait for its decisions.
 from __future__ import annotations
 
 import gc
+import hashlib
 import os
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Iterator, Sequence, TypeVar
 
 import torch
 import torch.distributed as dist
+
+from s2s.errors import S2SError
+
+T = TypeVar("T")
 
 # Validation runs on rank 0 while the others wait in a collective: allow it to take long.
 COLLECTIVE_TIMEOUT = timedelta(hours=3)
@@ -106,3 +111,42 @@ def shutdown() -> None:
         # during interpreter finalization, where its destruction can abort the process.
         gc.collect()
         dist.destroy_process_group()
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank if it is true on any (a signal may reach one rank first)."""
+    if not current().distributed:
+        return flag
+    return bool(sum_over_ranks(torch.tensor([float(flag)]))[0] > 0)
+
+
+def parameter_checksum(model: torch.nn.Module) -> str:
+    """A short hash of all parameters, to check that data-parallel ranks agree."""
+    digest = hashlib.sha256()
+    for tensor in model.state_dict().values():
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def updates_per_epoch(num_batches: int, accumulate: int) -> int:
+    """Updates in an epoch of `num_batches` when each takes `accumulate` batches on every rank."""
+    per_update = accumulate * current().size
+    if num_batches < per_update:
+        raise S2SError(
+            f"an epoch has only {num_batches} batches, fewer than optim.accumulate x ranks = {per_update}; "
+            "lower data.max_tokens or optim.accumulate"
+        )
+    return num_batches // per_update
+
+
+def rank_updates(plan: Sequence[T], accumulate: int, start: int) -> Iterator[tuple[int, Sequence[T]]]:
+    """(update index, this rank's batches of the epoch `plan`) for the updates from `start` on.
+
+    Update u uses batches [u*G, (u+1)*G) of the shared epoch order (G = accumulate x ranks); rank r
+    takes every ranks-th of them from r. The last partial group is dropped so all ranks do the same
+    number of updates.
+    """
+    world = current()
+    per_update = accumulate * world.size
+    for update in range(start, updates_per_epoch(len(plan), accumulate)):
+        yield update, plan[update * per_update + world.rank : (update + 1) * per_update : world.size]

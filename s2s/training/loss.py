@@ -15,9 +15,8 @@ between bf16 and fp32. Here both directions work through the rows in chunks smal
 to stay in the CPU's cache, in fp32 whatever the logits' dtype, with torch's fused
 log_softmax / softmax kernels: the forward reads the logits once and keeps nothing but
 them; the backward reads them once more and writes the gradient once, in the logits'
-dtype. Under bf16 autocast this is 2-4x faster than the whole-tensor version (forward +
-backward, 2 threads: 12.8 ms against 46.4 for 1,960 x 8,000 logits, 8.3 against 15.9 for
-2,000 x 5,000); in fp32 the two are even.
+dtype. Under bf16 autocast this is several times faster than the whole-tensor version, and
+in fp32 no slower (figures in docs/performance.md).
 
 Shapes: N tokens, V vocabulary, R rows per chunk.
 """
@@ -26,13 +25,16 @@ from __future__ import annotations
 
 import torch
 
+from s2s.data.batching import Batch
+from s2s.special_tokens import PAD
+
 CHUNK_ENTRIES = 1 << 19  # fp32 entries per chunk (2 MiB): R = CHUNK_ENTRIES // V rows, 65 for V = 8,000
 
 
 def smoothed_cross_entropy(
     logits: torch.Tensor, gold: torch.Tensor, smoothing: float, ignore_index: int
 ) -> torch.Tensor:
-    """logits (N, V) in any float dtype, gold (N,) -> the summed loss over rows with gold != ignore_index (fp32 scalar)."""
+    """logits (N, V) in any float dtype, gold (N,) -> the loss summed over rows with gold != ignore_index (fp32)."""
     if not 0.0 <= smoothing < 1.0:
         raise ValueError(f"label smoothing must be in [0, 1), got {smoothing}")
     return _SmoothedCrossEntropy.apply(logits, gold, smoothing, ignore_index)
@@ -89,3 +91,27 @@ def symmetric_kl(first: torch.Tensor, second: torch.Tensor, gold: torch.Tensor, 
     log_q = torch.log_softmax(second.float(), dim=-1)
     row = ((log_p.exp() - log_q.exp()) * (log_p - log_q)).masked_fill(~keep, 0.0)  # (N, V)
     return row.sum()
+
+
+def token_loss(logits: torch.Tensor, gold: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    """Summed cross-entropy over non-padding tokens: logits (B, T, V), gold (B, T) -> fp32 scalar."""
+    return smoothed_cross_entropy(logits.flatten(0, 1), gold.flatten(), label_smoothing, PAD)
+
+
+def rdrop_inputs(batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """R-Drop's input: src, src_lengths and tgt_in with every sentence twice, (2B, ...), first copies first."""
+    return tuple(torch.cat([t, t]) for t in (batch.src, batch.src_lengths, batch.tgt_in))  # type: ignore[return-value]
+
+
+def rdrop_loss(
+    logits: torch.Tensor, gold: torch.Tensor, label_smoothing: float, alpha: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """logits (2B, T, V) of a batch run twice (`rdrop_inputs`), gold (B, T) -> (loss, cross-entropy), fp32 sums.
+
+    R-Drop's per-pair loss (Liang et al., 2021), CE_1 + CE_2 + alpha/2 (KL(p||q) + KL(q||p)), halved so
+    that it is on one copy's scale (the learning rate and the logged loss mean what they mean without it).
+    """
+    cross_entropy = token_loss(logits, torch.cat([gold, gold]), label_smoothing) / 2  # both copies in one pass
+    first, second = logits.flatten(0, 1).chunk(2)  # (B*T, V) each
+    consistency = symmetric_kl(first, second, gold.flatten(), PAD)
+    return cross_entropy + alpha / 4 * consistency, cross_entropy
