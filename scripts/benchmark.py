@@ -1,6 +1,9 @@
 """Speed benchmark on real Multi30k batches: training tokens/s and decoding sentences/s.
 
-    python scripts/benchmark.py [--run RECIPE_RUN] [--reference-run REFERENCE_RUN] [--data-dir DIR]
+    python -m scripts.benchmark [--run RECIPE_RUN] [--reference-run REFERENCE_RUN] [--data-dir DIR]
+    python -m scripts.benchmark --part=train-fp32 --model reference     # one part only
+    python -m scripts.benchmark --profile train [--precision bf16] [--shapes]
+    python -m scripts.benchmark --profile decode --reference-run RUN [--beam 5] [--precision int8]
 
 Measures the reference shape (embeddings 256, BiLSTM 256 per direction, LSTM decoder 512
 with Bahdanau attention and input feeding, joint sentencepiece vocabulary 8000) and, with
@@ -18,6 +21,11 @@ with fast bf16 (AMX) bf16 and no int8, on a CPU where bf16 runs but slowly (AVX5
 without AMX) int8 decoding and, of bf16, only the reference shape's training, which the issue's
 table asks for. --all-precisions measures everything that runs.
 Each part runs in its own process so peak RSS is per part. The last stdout line is JSON.
+
+--profile runs torch.profiler instead, in this process: over training steps on the same real
+batches (the reference shape, or with --run that recipe's model) or over decoding test2016 in
+batches of 64 (the model of --run, else of --reference-run), and prints the operators with
+the most self CPU time and the step rate.
 """
 
 from __future__ import annotations
@@ -32,12 +40,16 @@ import sys
 import tempfile
 import time
 
+from s2s.errors import user_errors_exit
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+PARTS = "train-fp32 | train-bf16 (with --model), decode-PRECISION=RUN | decode-PRECISION-b1=RUN (fp32, bf16, int8)"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.benchmark", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "--data-dir", default=os.path.join(ROOT, "..", "shared", "data", "multi30k"), help="Multi30k files"
     )
@@ -56,8 +68,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="measure int8 and bf16 wherever they run (default: beside fp32 only the one precision=auto would use, "
         "and the reference shape's bf16 training)",
     )
-    parser.add_argument("--part", help=argparse.SUPPRESS)  # internal: run one part in a child process
-    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--part", help=f"measure one part only, in this process, and print its JSON: {PARTS}")
+    parser.add_argument(
+        "--model", choices=["reference", "recipe"], help="with --part=train-*: the reference shape or --run's model"
+    )
+    parser.add_argument(
+        "--profile",
+        choices=["train", "decode"],
+        help="run torch.profiler over training steps or decoding instead of measuring, and print the top operators",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "int8"],
+        default="fp32",
+        help="with --profile: training autocast (fp32, bf16) or decoding weights (fp32, bf16, int8)",
+    )
+    parser.add_argument("--beam", type=int, default=1, help="with --profile decode: beam size (1 = greedy)")
+    parser.add_argument("--rows", type=int, default=25, help="with --profile: operators listed")
+    parser.add_argument("--shapes", action="store_true", help="with --profile: one row per operator and input shapes")
     return parser.parse_args(argv)
 
 
@@ -143,7 +171,8 @@ def matmul_peak_gflops(dtype_name: str, trials: int = 7, size: int = 2048) -> fl
 
 
 # ----- parts (each in its own process) ----------------------------------------------------------
-def part_train(args: argparse.Namespace, precision: str) -> dict:
+def make_trainer(args: argparse.Namespace, precision: str, run_dir: str):
+    """A Trainer in `run_dir` and its config: the reference shape (--model reference) or --run's model."""
     import torch
 
     from s2s.config import Precision, config_from_dict
@@ -153,29 +182,35 @@ def part_train(args: argparse.Namespace, precision: str) -> dict:
     torch.manual_seed(0)
     if args.model == "reference":
         cfg = reference_config(args.data_dir)
+        cfg.data.max_tokens = max_tokens_for(cfg, args.target_tokens, run_dir)
     else:
-        cfg = config_from_dict(_yaml(args.run))
+        cfg = config_from_dict(run_config(args.run))
         cfg.data.dir = args.data_dir
         cfg.trainer.tensorboard, cfg.trainer.progress_bar = False, False
     cfg.trainer.precision = Precision(precision)
     cfg.device = "cpu" if not torch.cuda.is_available() else "cuda"
+    return Trainer(cfg, run_dir), cfg
+
+
+def first_batches(trainer, count: int) -> list:
+    """The first `count` batches of the first epoch, made (real Multi30k batches, in training order)."""
+    return [trainer.data.train.batch(b) for b in trainer.data.train.epoch_batches(0)[:count]]
+
+
+def part_train(args: argparse.Namespace, precision: str) -> dict:
     with tempfile.TemporaryDirectory() as run_dir:
-        cfg.data.max_tokens = (
-            _max_tokens_for(cfg, args.target_tokens, run_dir) if args.model == "reference" else cfg.data.max_tokens
-        )
-        trainer = Trainer(cfg, run_dir)
-        batches = trainer.data.train.epoch_batches(0)
-        made = [trainer.data.train.batch(b) for b in batches[: args.warmup + args.train_steps * args.repeats]]
+        trainer, cfg = make_trainer(args, precision, run_dir)
+        made = first_batches(trainer, args.warmup + args.train_steps * args.repeats)
         for batch in made[: args.warmup]:
             trainer.train_step([batch])
         speeds = []
         for r in range(args.repeats):
             chunk = made[args.warmup + r * args.train_steps : args.warmup + (r + 1) * args.train_steps]
-            _sync()
+            sync()
             started = time.perf_counter()
             for batch in chunk:
                 trainer.train_step([batch])
-            _sync()
+            sync()
             speeds.append(sum(b.num_tgt_tokens for b in chunk) / (time.perf_counter() - started))
         src_tokens = sum(int(b.src_lengths.sum()) - len(b.src_lengths) for b in made)
         tgt_tokens = sum(b.num_tgt_tokens for b in made)
@@ -196,20 +231,22 @@ def part_train(args: argparse.Namespace, precision: str) -> dict:
         }
 
 
-def _yaml(run_dir: str) -> dict:
+def run_config(run_dir: str) -> dict:
+    """A trained run's config.yaml as a plain dict."""
     from omegaconf import OmegaConf
 
     return OmegaConf.to_container(OmegaConf.load(os.path.join(run_dir, "config.yaml")))
 
 
-def _sync() -> None:
+def sync() -> None:
+    """Wait for the GPU, if there is one, so that a timer stops when the work is done."""
     import torch
 
     if torch.cuda.is_available():
         torch.cuda.synchronize()
 
 
-def _max_tokens_for(cfg, target_tokens: int, run_dir: str) -> int:
+def max_tokens_for(cfg, target_tokens: int, run_dir: str) -> int:
     """The token budget whose batches hold `target_tokens` real target tokens on average."""
     from s2s.data.batching import token_budget_batches
     from s2s.data.pipeline import prepare_training_data
@@ -225,16 +262,14 @@ def _max_tokens_for(cfg, target_tokens: int, run_dir: str) -> int:
     return high
 
 
-def part_decode(args: argparse.Namespace, run_dir: str, precision: str, with_batch_one: bool) -> dict:
-    """Sentences/s decoding test2016 in batches of 64 (and one at a time), at most 100 output tokens; BLEU of the batched output."""
+def make_translator(args: argparse.Namespace, run_dir: str, precision: str):
+    """The run's best checkpoint as a Translator (batches of 64, at most 100 output tokens) and test2016."""
     import torch
 
     from s2s.data.corpus import load_split
     from s2s.decoding.translator import load_translator
-    from s2s.metrics import score
 
     torch.set_num_threads(args.threads)
-    results: dict = {}
     overrides = [
         "batch_size=64",
         "max_len_a=0",
@@ -246,21 +281,28 @@ def part_decode(args: argparse.Namespace, run_dir: str, precision: str, with_bat
     translator, cfg, _ = load_translator(run_dir, "best", "auto", overrides)
     cfg.data.dir = args.data_dir
     test = load_split(cfg.data, cfg.data.test_split)
-    sources = list(test["src"])[: args.decode_sentences]
-    references = list(test["tgt"])[: args.decode_sentences]
+    return translator, list(test["src"])[: args.decode_sentences], list(test["tgt"])[: args.decode_sentences]
+
+
+def part_decode(args: argparse.Namespace, run_dir: str, precision: str, with_batch_one: bool) -> dict:
+    """Sentences/s decoding test2016 in batches of 64 (and one at a time), with the BLEU of the batched output."""
+    from s2s.metrics import score
+
+    translator, sources, references = make_translator(args, run_dir, precision)
+    results: dict = {}
     modes = [("greedy", 1, 64, len(sources)), ("beam5", 5, 64, len(sources))]
     if with_batch_one:
         modes += [("greedy_b1", 1, 1, args.b1_sentences), ("beam5_b1", 5, 1, args.b1_sentences)]
     for name, beam, batch_size, count in modes:
-        translator.search.beam_size, translator.search.batch_size = beam, batch_size
+        options = {"beam_size": beam, "batch_size": batch_size, "max_input_tokens": None}
         chosen = sources[:count]
-        translator.translate_detailed(chosen[: max(batch_size * 2, 8)], max_input_tokens=None)  # warm-up
+        translator.translate_detailed(chosen[: max(batch_size * 2, 8)], **options)  # warm-up
         speeds = []
         for _ in range(args.repeats):
-            _sync()
+            sync()
             started = time.perf_counter()
-            outputs = translator.translate_detailed(chosen, max_input_tokens=None)
-            _sync()
+            outputs = translator.translate_detailed(chosen, **options)
+            sync()
             speeds.append(len(chosen) / (time.perf_counter() - started))
         key = name.replace("_b1", "") + "_sent_per_s" + ("_b1" if name.endswith("_b1") else "")
         results[key] = statistics.median(speeds)
@@ -276,7 +318,8 @@ def part_decode(args: argparse.Namespace, run_dir: str, precision: str, with_bat
 def run_part(args: argparse.Namespace, *extra: str) -> dict:
     command = [
         sys.executable,
-        os.path.abspath(__file__),
+        "-m",
+        "scripts.benchmark",
         *extra,
         "--data-dir",
         args.data_dir,
@@ -299,10 +342,54 @@ def run_part(args: argparse.Namespace, *extra: str) -> dict:
         command += ["--run", args.run]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
-        raise SystemExit(
-            f"error: benchmark part {extra} failed: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.returncode}"
-        )
+        last = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.returncode
+        raise SystemExit(f"error: benchmark part {extra} failed: {last}")
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+# ----- profiling (in this process) --------------------------------------------------------------
+def profile(args: argparse.Namespace) -> None:
+    """Time the work once, run it again under torch.profiler, and print the top operators and the rate."""
+    if args.profile == "train":
+        if args.precision == "int8":
+            raise SystemExit("error: --precision int8 is for decoding; profile training in fp32 or bf16")
+        args.model = "recipe" if args.run else "reference"
+        with tempfile.TemporaryDirectory() as run_dir:
+            trainer, _ = make_trainer(args, args.precision, run_dir)
+            made = first_batches(trainer, args.warmup + args.train_steps)
+            for batch in made[: args.warmup]:
+                trainer.train_step([batch])
+            chunk = made[args.warmup :]
+            seconds = profiled(lambda: [trainer.train_step([batch]) for batch in chunk], args)
+        tokens = sum(b.num_tgt_tokens for b in chunk)
+        print(f"{seconds / len(chunk) * 1000:.1f} ms per step; {tokens / seconds:.0f} target tokens/s")
+        return
+    run = args.run or args.reference_run
+    if not run:
+        raise SystemExit("error: --profile decode needs a trained run: --run RUN or --reference-run RUN")
+    translator, sources, _ = make_translator(args, run, args.precision)
+    translator.translate(sources[:128], beam_size=args.beam, max_input_tokens=None)  # warm-up
+    seconds = profiled(lambda: translator.translate(sources, beam_size=args.beam, max_input_tokens=None), args)
+    print(f"{len(sources) / seconds:.1f} sentences/s ({len(sources)} sentences, beam {args.beam}, batches of 64)")
+
+
+def profiled(work, args: argparse.Namespace) -> float:
+    """Seconds `work()` takes; then prints the profile of a second run (self CPU time, most first)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    sync()
+    started = time.perf_counter()
+    work()
+    sync()
+    seconds = time.perf_counter() - started
+    with torch_profile(activities=[ProfilerActivity.CPU], record_shapes=args.shapes) as prof:
+        work()
+    table = prof.key_averages(group_by_input_shape=args.shapes).table(
+        sort_by="self_cpu_time_total", row_limit=args.rows
+    )
+    print(table)
+    return seconds
 
 
 def main() -> None:
@@ -316,6 +403,9 @@ def main() -> None:
         return
     if not os.path.isdir(args.data_dir):
         raise SystemExit(f"error: --data-dir {args.data_dir} does not exist")
+    if args.profile:
+        profile(args)
+        return
     import torch
 
     from s2s.model.int8 import int8_available
@@ -408,4 +498,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with user_errors_exit():  # a bad run, or bf16 where it does not run: one error line, exit status 2
+        main()

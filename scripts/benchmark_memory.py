@@ -12,8 +12,8 @@ Peak RSS counts pages of memory-mapped Arrow files that the process touched; tho
 page cache the kernel can take back. The table therefore also shows the peak of anonymous
 memory (the process's own heap), sampled from /proc/self/status every 50 ms.
 
-    python scripts/benchmark_memory.py                      # 1,000,000 and 4,000,000 lines
-    python scripts/benchmark_memory.py --sizes 100000 400000
+    python -m scripts.benchmark_memory                      # 1,000,000 and 4,000,000 lines
+    python -m scripts.benchmark_memory --sizes 100000 400000
 
 The last stdout line is one JSON object: {"sizes": [...], "peak_rss_mb": [...], "seconds": [...]}.
 """
@@ -40,7 +40,9 @@ CHUNK_LINES = 100_000
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], epilog="The last stdout line is a JSON summary."
+        prog="python -m scripts.benchmark_memory",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--sizes",
@@ -62,9 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--workdir", default=None, help="where the temporary corpora go (default: the system temp directory)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the generated corpora and caches")
-    parser.add_argument(
-        "--child", metavar="DIR", help=argparse.SUPPRESS
-    )  # internal: measure one corpus in this process
+    parser.add_argument("--child", metavar="DIR", help=argparse.SUPPRESS)  # internal: measure one corpus here
     return parser.parse_args(argv)
 
 
@@ -205,7 +205,8 @@ def run_size(lines: int, args: argparse.Namespace) -> dict:
         env = dict(os.environ, HF_DATASETS_CACHE=os.path.join(directory, "hf-cache"), TMPDIR=directory)
         child = [
             sys.executable,
-            os.path.abspath(__file__),
+            "-m",
+            "scripts.benchmark_memory",
             "--child",
             directory,
             "--vocab-size",
@@ -261,7 +262,8 @@ def main(argv: list[str] | None = None) -> None:
         print(" ".join(f"{v:>{max(len(h), 10)}}" for h, v in zip(header, row)))
     print(
         "file-backed MB: pages of memory-mapped files (mostly the Arrow files) resident at the end; they count in the"
-        " peak RSS, but are page cache the kernel reclaims under memory pressure. Peak anon MB: the process's own memory."
+        " peak RSS, but are page cache the kernel reclaims under memory pressure."
+        " Peak anon MB: the process's own memory."
     )
     print(
         json.dumps(

@@ -1,8 +1,8 @@
 """Write docs/configuration.md, the reference of every config key, from s2s/config.py.
 
-    python scripts/config_reference.py            # (re)write docs/configuration.md
-    python scripts/config_reference.py --check    # exit 1 if the file is stale, 0 if it is current
-    python scripts/config_reference.py --path P   # write (or --check) P instead
+    python -m scripts.config_reference            # (re)write docs/configuration.md
+    python -m scripts.config_reference --check    # exit 1 if the file is stale, 0 if it is current
+    python -m scripts.config_reference --path P   # write (or --check) P instead
 
 Each key's meaning is the `# comment` that ends its line in s2s/config.py (or, for a field
 without one, the comment lines directly above it); its type and default come from the
@@ -30,7 +30,7 @@ from s2s import config
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "configuration.md"
-REGENERATE = "python scripts/config_reference.py"
+REGENERATE = "python -m scripts.config_reference"
 
 
 def conf_dir() -> Path:
@@ -265,7 +265,11 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.config_reference",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 if the file differs from what would be written")
     parser.add_argument("--path", type=Path, default=DOC, help=f"the page to write or check (default: {rel(DOC)})")
     args = parser.parse_args(argv)

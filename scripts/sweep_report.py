@@ -1,6 +1,6 @@
 """Leaderboard of a Hydra sweep: one row per finished job, best first.
 
-    python scripts/sweep_report.py multirun/2026-11-24/15-40-03 [--out DIR] [--metric bleu]
+    python -m scripts.sweep_report multirun/2026-11-24/15-40-03 [--out DIR] [--metric bleu]
 
 Reads every job directory under the sweep directory (a directory holding
 `.hydra/overrides.yaml`; the job is finished when its `metrics.json` exists) and
@@ -26,16 +26,12 @@ from dataclasses import dataclass
 
 import yaml
 
+from s2s.errors import S2SError, user_errors_exit
 from s2s.metrics import HIGHER_IS_BETTER
 
 # (column title, key in metrics.json "best") for the scores shown in every row.
 SCORES = [("BLEU", "bleu"), ("chrF", "chrf"), ("ppl", "ppl"), ("exact match", "exact_match")]
 TITLES = {key: title for title, key in SCORES}
-EXIT_USER_ERROR = 2
-
-
-class ReportError(Exception):
-    """A mistake the user can fix; printed as one `error: ...` line, exit status 2."""
 
 
 @dataclass
@@ -48,7 +44,7 @@ class Job:
 def find_jobs(sweep_dir: str) -> tuple[list[Job], list[str]]:
     """Finished jobs under sweep_dir, and the names of job directories without a readable metrics.json."""
     if not os.path.isdir(sweep_dir):
-        raise ReportError(f"{sweep_dir} is not a directory; give a sweep directory such as multirun/DATE/TIME")
+        raise S2SError(f"{sweep_dir} is not a directory; give a sweep directory such as multirun/DATE/TIME")
     jobs, unfinished = [], []
     for directory, subdirs, _ in os.walk(sweep_dir):
         subdirs[:] = [d for d in subdirs if not d.startswith(".")]  # not into .hydra, .submitit
@@ -193,7 +189,7 @@ def report(sweep_dir: str, out_dir: str, metric: str) -> str:
             file=sys.stderr,
         )
     if not jobs:
-        raise ReportError(
+        raise S2SError(
             f"no finished job under {sweep_dir}: no directory there has both .hydra/overrides.yaml and metrics.json"
         )
     ranked = rank(jobs, metric)
@@ -209,7 +205,7 @@ def report(sweep_dir: str, out_dir: str, metric: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], epilog="Writes leaderboard.md, leaderboard.csv and leaderboard.png."
+        prog="python -m scripts.sweep_report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "sweep_dir", metavar="MULTIRUN_DIR", help="a sweep directory, e.g. multirun/2026-11-24/15-40-03"
@@ -222,14 +218,11 @@ def main(argv: list[str] | None = None) -> None:
         help="rank by this validation metric (default: bleu)",
     )
     args = parser.parse_args(argv)
-    try:
-        text = report(args.sweep_dir, args.out or args.sweep_dir, args.metric)
-    except ReportError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
+    text = report(args.sweep_dir, args.out or args.sweep_dir, args.metric)
     print(text, end="")
     print(f"wrote leaderboard.md, leaderboard.csv, leaderboard.png to {args.out or args.sweep_dir}", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    main()
+    with user_errors_exit():  # not a sweep directory, or no finished job: one error line, exit status 2
+        main()

@@ -117,9 +117,11 @@ def test_search_sweep_scores_averages_of_the_kept_checkpoints(kept_run):
 
     from tests.conftest import ROOT
 
-    script = os.path.join(ROOT, "scripts", "search_sweep.py")
     result = subprocess.run(
-        [sys.executable, script, kept_run, "--beams", "1", "--average", "1,2,5"], capture_output=True, timeout=300
+        [sys.executable, "-m", "scripts.search_sweep", kept_run, "--beams", "1", "--average", "1,2,5"],
+        capture_output=True,
+        timeout=300,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     rows = json.loads(result.stdout.decode().splitlines()[-1])["rows"]

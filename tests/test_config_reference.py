@@ -16,7 +16,7 @@ from s2s.config import Config
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "config_reference.py"
 DOC = ROOT / "docs" / "configuration.md"
-REGENERATE = "python scripts/config_reference.py"
+REGENERATE = "python -m scripts.config_reference"
 
 
 def load_script():
@@ -129,5 +129,5 @@ def test_check_flags_a_stale_copy(tmp_path):
     copy.write_text(copy.read_text(encoding="utf-8").replace("peak learning rate", "learning rate"), encoding="utf-8")
     stale = run_script("--check", "--path", str(copy))
     assert stale.returncode == 1
-    assert "is stale: run python scripts/config_reference.py" in stale.stderr
+    assert "is stale: run python -m scripts.config_reference" in stale.stderr
     assert len(stale.stderr.strip().splitlines()) == 1

@@ -21,7 +21,6 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from s2s.config import register_configs
 from tests.conftest import CONF_DIR, ROOT, TINY, run_cli
 
-REPORT = os.path.join(ROOT, "scripts", "sweep_report.py")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 needs_optuna = pytest.mark.skipif(
     importlib.util.find_spec("optuna") is None,
@@ -43,7 +42,8 @@ def composed(overrides: list[str]):
 
 def run_report(args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, REPORT, *args],
+        [sys.executable, "-m", "scripts.sweep_report", *args],
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
@@ -52,11 +52,9 @@ def run_report(args: list[str]) -> subprocess.CompletedProcess:
 
 
 def load_report_module():
-    spec = importlib.util.spec_from_file_location("sweep_report", REPORT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["sweep_report"] = module  # dataclasses look their module up while it is being run
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
+    from scripts import sweep_report
+
+    return sweep_report
 
 
 def sweep_dirs(workdir) -> list[str]:
