@@ -1,5 +1,5 @@
 """`python -m s2s.train`: the Hydra entry point. Parses and checks the config, builds the
-Trainer (s2s/trainer.py) and runs it. Under `torchrun` every rank runs this; they share one
+Trainer (s2s/training/trainer.py) and runs it. Under `torchrun` every rank runs this; they share one
 run directory and train with DistributedDataParallel.
 """
 
@@ -76,7 +76,7 @@ def check_output_dir(args: list[str]) -> None:
     except OSError as error:
         raise S2SError(
             f"cannot write to the run directory {target}: {error.strerror or error}; "
-            f"choose another with hydra.run.dir=PATH"
+            "choose another with hydra.run.dir=PATH"
         ) from None
 
 
