@@ -183,7 +183,9 @@ class SearchConfig:
     precision: Precision = (
         Precision.fp32
     )  # fp32, bf16 weights and activations (log-probabilities stay fp32), auto, or int8 (CPU)
-    reverse_weight: float = 0.0  # beam: rerank the beam by + weight * log p(source | candidate) per source subword (data.both_directions models; 0 = off)
+    # beam: rerank the beam by + weight * log p(source | candidate) per source subword
+    # (data.both_directions models; 0 = off)
+    reverse_weight: float = 0.0
 
 
 @dataclass

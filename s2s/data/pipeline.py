@@ -190,7 +190,7 @@ def encode_both_directions(
 ) -> tuple[datasets.Dataset, dict[str, int]]:
     """The training pairs tagged toward the target language, then the swapped pairs (all, or a
     seeded random `data.reverse_fraction` of them) tagged toward the source language."""
-    forward, counts = encode_dataset(tokenizers.toward(cfg.tgt_lang), train, cfg.max_len, workdir)
+    forward, counts = encode_dataset(tokenizers.for_target(cfg.tgt_lang), train, cfg.max_len, workdir)
     reversed_pairs = train
     if cfg.reverse_fraction < 1:
         chosen = random.Random(seed).sample(range(len(train)), max(1, round(cfg.reverse_fraction * len(train))))
@@ -199,7 +199,7 @@ def encode_both_directions(
     reverse_dir = os.path.join(workdir, "reverse") if workdir else None
     if reverse_dir:
         os.makedirs(reverse_dir)
-    reverse, reverse_counts = encode_dataset(tokenizers.toward(cfg.src_lang), swapped, cfg.max_len, reverse_dir)
+    reverse, reverse_counts = encode_dataset(tokenizers.for_target(cfg.src_lang), swapped, cfg.max_len, reverse_dir)
     log.info(
         "both directions: %d %s->%s pairs and %d %s->%s pairs",
         counts["kept"],
@@ -274,7 +274,7 @@ def prepare_training_data(
     valid = load_split(cfg, cfg.valid_split, seed)
     tokenizers = prepare_tokenizers(cfg, train, run_dir, reuse_tokenizers_from, seed)
     if cfg.both_directions:
-        tokenizers = tokenizers.toward(cfg.tgt_lang)
+        tokenizers = tokenizers.for_target(cfg.tgt_lang)
     batches, counts = prepare_training_batches(cfg, tokenizers, train, seed)
     return TrainingData(
         tokenizers=tokenizers, train=batches, valid=prepare_validation(tokenizers, valid, cfg.max_tokens), counts=counts

@@ -4,7 +4,7 @@ Ids are fixed across all models: 0 padding, 1 unknown, 2 begin, 3 end of sentenc
 A joint vocabulary is one file `spm.model` used for both sides; separate
 vocabularies are `spm.src.model` and `spm.tgt.model`. A model trained in both directions
 (`data.both_directions`) has a tag piece per language, `<2en>`, `<2de>`, ..., and reads the
-wanted output language's tag before each source (Johnson et al., 2017): `Tokenizers.toward`.
+wanted output language's tag before each source (Johnson et al., 2017): `Tokenizers.for_target`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class Tokenizers:
     tgt: spm.SentencePieceProcessor
     src_prefix: tuple[int, ...] = ()
 
-    def toward(self, lang: str) -> "Tokenizers":
+    def for_target(self, lang: str) -> "Tokenizers":
         """These tokenizers with sources tagged for output in `lang` (a both-directions vocabulary)."""
         tag = direction_tag(lang)
         tag_id = self.src.piece_to_id(tag)
@@ -49,7 +49,7 @@ class Tokenizers:
     def reverse_tag(self, src_lang: str, both_directions: bool) -> tuple[int, ...]:
         """The tag that makes a both-directions model read a candidate back toward `src_lang`
         (for scoring log p(source | candidate)); () for a one-way model."""
-        return self.toward(src_lang).src_prefix if both_directions else ()
+        return self.for_target(src_lang).src_prefix if both_directions else ()
 
     def encode_src(self, texts: list[str]) -> list[list[int]]:
         return self._prefixed(self.src.encode(texts))

@@ -35,7 +35,7 @@ def decode_line(raw: bytes, number: int, replace_invalid: bool) -> str:
         bad = raw[error.start : error.start + 1]
         raise S2SError(
             f"input line {number} is not valid UTF-8 (byte {error.start}: {bad!r}); "
-            f"use --on-invalid-utf8 replace to translate it anyway"
+            "use --on-invalid-utf8 replace to translate it anyway"
         ) from None
     return text.removesuffix("\n").removesuffix("\r")
 

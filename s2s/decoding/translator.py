@@ -103,7 +103,7 @@ class Translator:
     one caller with long lists translates faster than many callers with short ones.
 
     `reverse_tag` is the tag that makes a both-directions model read a candidate toward the
-    source language, for reranking by `search.reverse_weight` (s2s/rerank.py).
+    source language, for reranking by `search.reverse_weight` (s2s/decoding/rerank.py).
     """
 
     def __init__(
@@ -368,13 +368,13 @@ def load_translator(
     if reverse:
         if not cfg.data.both_directions:
             raise S2SError(
-                f"reverse=true needs a model trained with data.both_directions=true; "
+                "reverse=true needs a model trained with data.both_directions=true; "
                 f"{path} translates {cfg.data.src_lang}->{cfg.data.tgt_lang} only"
             )
         cfg.data.src_lang, cfg.data.tgt_lang = cfg.data.tgt_lang, cfg.data.src_lang
     reverse_tag = tokenizers.reverse_tag(cfg.data.src_lang, cfg.data.both_directions)
     if cfg.data.both_directions:
-        tokenizers = tokenizers.toward(cfg.data.tgt_lang)
+        tokenizers = tokenizers.for_target(cfg.data.tgt_lang)
     model = build_model(
         cfg.model,
         tokenizers.src.get_piece_size(),

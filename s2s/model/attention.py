@@ -38,10 +38,7 @@ class AdditiveAttention(nn.Module):
 
 
 def additive_scores(keys: torch.Tensor, projected_query: torch.Tensor, energy: nn.Linear) -> torch.Tensor:
-    """keys (B, S, A), projected query (B*G, A) -> v^T tanh(keys + query): (B, G, S).
-
-    A module-level function so that scripts/compile_ab.py can swap in a compiled version.
-    """
+    """keys (B, S, A), projected query (B*G, A) -> v^T tanh(keys + query): (B, G, S)."""
     batch, _, size = keys.shape
     query = projected_query.view(batch, -1, 1, size)  # (B, G, 1, A)
     hidden = (keys.unsqueeze(1) + query).tanh_()  # (B, G, S, A), in place: one buffer

@@ -19,7 +19,7 @@ def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int, join
         raise S2SError("model.share_embeddings=true needs one joint vocabulary (data.subword.joint=true)")
     if cfg.share_embeddings and src_vocab_size != tgt_vocab_size:
         raise S2SError(
-            f"model.share_embeddings=true needs one vocabulary for both sides, "
+            "model.share_embeddings=true needs one vocabulary for both sides, "
             f"got {src_vocab_size} and {tgt_vocab_size} pieces"
         )
     return Seq2Seq(cfg, src_vocab_size, tgt_vocab_size)

@@ -198,10 +198,7 @@ def gru_pointwise(input_gates: torch.Tensor, hidden_gates: torch.Tensor, h: torc
 
 
 def lstm_pointwise(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The LSTM's elementwise part: gate inputs (B, 4H) in nn.LSTMCell's order, c (B, H) -> h, c (B, H).
-
-    A module-level function so that scripts/compile_ab.py can swap in a compiled version.
-    """
+    """The LSTM's elementwise part: gate inputs (B, 4H) in nn.LSTMCell's order, c (B, H) -> h, c (B, H)."""
     output_gate, c_next = lstm_gates(gates, c)
     return output_gate * torch.tanh(c_next), c_next
 
