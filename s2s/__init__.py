@@ -11,7 +11,8 @@ __version__ = "0.2.0"
 
 from s2s.api import evaluate, load, train  # noqa: E402
 from s2s.config import Config  # noqa: E402
-from s2s.decoding.translator import Alignment, DecodingOptions, Translation, Translator  # noqa: E402
+from s2s.decoding.options import DecodingOptions  # noqa: E402
+from s2s.decoding.translator import Alignment, Translation, Translator  # noqa: E402
 from s2s.errors import S2SError  # noqa: E402
 
 __all__ = [

@@ -16,7 +16,8 @@ import logging
 import os
 from typing import Any
 
-from s2s.decoding.translator import SEARCH_OPTIONS, Translator, check_decoding_options, load_translator
+from s2s.decoding.options import SEARCH_OPTIONS, check_decoding_options
+from s2s.decoding.translator import Translator, load_translator
 from s2s.errors import S2SError
 
 LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"  # as the command line's train.log

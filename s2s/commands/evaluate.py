@@ -113,9 +113,8 @@ def print_report(metrics: dict, what: str) -> None:
     print(f"BLEU  {metrics['bleu']:6.2f}   {metrics['bleu_signature']}")
     print(f"BLEU  {metrics['bleu_lc']:6.2f}   {metrics['bleu_lc_signature']}  (lowercased)")
     if "bleu_lc_moses" in metrics:
-        print(
-            f"BLEU  {metrics['bleu_lc_moses']:6.2f}   {metrics['bleu_lc_moses_signature']}  (lowercased, Moses-tokenized)"
-        )
+        moses = f"BLEU  {metrics['bleu_lc_moses']:6.2f}   {metrics['bleu_lc_moses_signature']}"
+        print(f"{moses}  (lowercased, Moses-tokenized)")
     print(f"chrF  {metrics['chrf']:6.2f}   {metrics['chrf_signature']}")
     print(f"exact {metrics['exact_match']:6.2f}%")
 

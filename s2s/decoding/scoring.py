@@ -5,7 +5,8 @@ from __future__ import annotations
 from tqdm import tqdm
 from typing_extensions import Unpack
 
-from s2s.decoding.translator import DecodingOptions, Translator
+from s2s.decoding.options import DecodingOptions
+from s2s.decoding.translator import Translator
 from s2s.metrics import score
 
 CHUNK_BATCHES = 8  # decoding batches per chunk: the progress bar moves, and each chunk sorts by length on its own

@@ -9,13 +9,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-import typing
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from omegaconf import OmegaConf
-from typing_extensions import TypedDict, Unpack
+from typing_extensions import Unpack
 
 from s2s.checkpoint import load, resolve_checkpoint
 from s2s.config import Config, Precision, SearchConfig, config_from_dict
@@ -23,10 +21,11 @@ from s2s.config_checks import check_search
 from s2s.data.batching import Batch, make_batch, pad
 from s2s.data.subwords import Tokenizers, load_tokenizers
 from s2s.data.text import clean, split_spans
+from s2s.decoding.options import SEARCH_OPTIONS, DecodingOptions, check_decoding_options
 from s2s.decoding.rerank import rerank_hypotheses
 from s2s.decoding.search import Hypothesis, decode
 from s2s.device import pick_device
-from s2s.errors import S2SError, did_you_mean
+from s2s.errors import S2SError
 from s2s.model.build import build_model
 from s2s.model.int8 import int8_copy
 from s2s.model.seq2seq import Seq2Seq
@@ -60,32 +59,6 @@ class Translation:
     attention: Alignment | None = None  # only when asked for
     src_length: int = 0  # source subwords before any cut
     truncated: bool = False  # the source was cut to max_tokens subwords
-
-
-class DecodingOptions(TypedDict, total=False):
-    """Per-call decoding options of `Translator.translate` and `translate_detailed`.
-
-    The search keys mean what the `search.*` config keys of the same name mean
-    (docs/configuration.md); an option not given keeps the Translator's setting.
-    """
-
-    beam_size: int  # 1 = greedy search
-    length_penalty: float  # GNMT alpha (beam search only)
-    max_len_a: float  # output limit: a * source length + b tokens
-    max_len_b: int
-    n_best: int  # hypotheses kept per sentence (<= beam_size); translate returns the best only
-    sampling: bool  # sample instead of searching
-    temperature: float  # sampling: softmax temperature
-    top_k: int  # sampling: keep only the k most likely tokens (0 = all)
-    batch_size: int  # sentences per decoding batch
-    reverse_weight: float  # rerank the beam by the reverse direction (data.both_directions models)
-    max_input_tokens: Optional[int]  # source subwords per translation; None = no limit
-    long_lines: str  # "split": longer sentences are translated in parts; "truncate": cut to max_input_tokens
-    seed: Optional[int]  # sampling: a fresh generator seeded with this, so the call is reproducible
-
-
-SEARCH_OPTIONS = tuple(f.name for f in dataclasses.fields(SearchConfig) if f.name != "precision")
-DECODING_OPTIONS = tuple(typing.get_type_hints(DecodingOptions))
 
 
 class Translator:
@@ -269,40 +242,6 @@ class Translator:
             source=[label for part in parts for label in [src.id_to_piece(i) for i in prefix + part] + [EOS_LABEL]],
             target=[label for out in outputs for label in [tgt.id_to_piece(i) for i in out] + [EOS_LABEL]],
         )
-
-
-def check_decoding_options(options: dict) -> None:
-    """Unknown options (with the closest valid name) and wrong types raise S2SError."""
-    hints = typing.get_type_hints(DecodingOptions)
-    for name, value in options.items():
-        if name == "precision":
-            raise S2SError(
-                "precision is chosen when the model is loaded: s2s.load(path, precision='bf16'), not per call"
-            )
-        if name not in hints:
-            hint = did_you_mean(name, DECODING_OPTIONS) or f" (options: {', '.join(DECODING_OPTIONS)})"
-            raise S2SError(f"unknown decoding option {name!r}{hint}")
-        if not _has_type(value, hints[name]):
-            raise S2SError(f"decoding option {name} must be {_type_name(hints[name])}, got {value!r}")
-
-
-def _has_type(value: object, kind: object) -> bool:
-    """bool is not an int here, an int is a float, None only where Optional."""
-    allowed = typing.get_args(kind) if typing.get_origin(kind) is typing.Union else (kind,)
-    if value is None:
-        return type(None) in allowed
-    if isinstance(value, bool):
-        return bool in allowed
-    return any(
-        isinstance(value, int if t is int else (int, float) if t is float else t)
-        for t in allowed
-        if t is not type(None)
-    )  # type: ignore[arg-type]
-
-
-def _type_name(kind: object) -> str:
-    allowed = typing.get_args(kind) if typing.get_origin(kind) is typing.Union else (kind,)
-    return " or ".join("None" if t is type(None) else t.__name__ for t in allowed)  # type: ignore[union-attr]
 
 
 def check_search_settings(search: SearchConfig, reverse_tag: tuple[int, ...]) -> None:
