@@ -20,6 +20,7 @@ from tqdm import tqdm
 from s2s.arguments import parse_overrides
 from s2s.checkpoint import check_name as check_checkpoint_name
 from s2s.data.text import clean, decode_line
+from s2s.decoding.options import check_max_input_tokens
 from s2s.decoding.translator import Translation, Translator, load_translator
 from s2s.errors import S2SError, user_errors_exit
 
@@ -107,8 +108,7 @@ def check_options(options: TranslateOptions) -> None:
     if options.chunk_lines < 1:
         raise S2SError("chunk_lines must be at least 1")
     check_checkpoint_name(options.checkpoint)
-    if options.max_input_tokens is not None and options.max_input_tokens < 1:
-        raise S2SError(f"max_input_tokens must be at least 1, got {options.max_input_tokens}")
+    check_max_input_tokens(options.max_input_tokens)
 
 
 def prepare_plots(directory: str, translator: Translator) -> None:

@@ -74,3 +74,8 @@ def _has_type(value: object, kind: object) -> bool:
 def _type_name(kind: object) -> str:
     allowed = typing.get_args(kind) if typing.get_origin(kind) is typing.Union else (kind,)
     return " or ".join("None" if t is type(None) else t.__name__ for t in allowed)  # type: ignore[union-attr]
+
+
+def check_max_input_tokens(value: int | None) -> None:
+    if value is not None and value < 1:
+        raise S2SError(f"max_input_tokens must be at least 1, got {value}")

@@ -21,7 +21,7 @@ from s2s.config_checks import check_search
 from s2s.data.batching import Batch, make_batch, pad
 from s2s.data.subwords import Tokenizers, load_tokenizers
 from s2s.data.text import clean, split_spans
-from s2s.decoding.options import SEARCH_OPTIONS, DecodingOptions, check_decoding_options
+from s2s.decoding.options import SEARCH_OPTIONS, DecodingOptions, check_decoding_options, check_max_input_tokens
 from s2s.decoding.rerank import rerank_hypotheses
 from s2s.decoding.search import Hypothesis, decode
 from s2s.device import pick_device
@@ -162,8 +162,7 @@ class Translator:
         search = dataclasses.replace(self.search, **{k: v for k, v in options.items() if k in SEARCH_OPTIONS})
         check_search_settings(search, self.reverse_tag)
         max_tokens = options.get("max_input_tokens", self.max_input_tokens)
-        if max_tokens is not None and max_tokens < 1:
-            raise S2SError(f"max_input_tokens must be at least 1, got {max_tokens}")
+        check_max_input_tokens(max_tokens)
         long_lines = options.get("long_lines", "split")
         if long_lines not in ("split", "truncate"):
             raise S2SError(f"long_lines must be 'split' or 'truncate', got {long_lines!r}")
