@@ -7,7 +7,7 @@
 Each key's meaning is the `# comment` that ends its line in s2s/config.py (or, for a field
 without one, the comment lines directly above it); its type and default come from the
 dataclasses themselves, and the group options from the YAML files under s2s/conf/.
-tests/test_config_reference.py fails when the committed page differs from `render()`.
+tests/scripts/test_config_reference.py fails when the committed page differs from `render()`.
 """
 
 from __future__ import annotations

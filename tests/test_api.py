@@ -75,6 +75,7 @@ def translator(run_dir) -> s2s.Translator:
     return s2s.load(run_dir, device="cpu")
 
 
+@pytest.mark.slow
 def test_train_writes_a_run_with_its_log_and_checkpoints(run_dir):
     assert os.path.isfile(os.path.join(run_dir, "checkpoints", "best.pt"))
     with open(os.path.join(run_dir, "train.log"), encoding="utf-8") as log:
@@ -83,6 +84,7 @@ def test_train_writes_a_run_with_its_log_and_checkpoints(run_dir):
         assert json.load(file)["best"]["exact_match"] == 100.0
 
 
+@pytest.mark.slow
 def test_translate_returns_one_string_per_sentence_in_order(translator):
     assert translator.translate(GERMAN + ["", "   "]) == ENGLISH + ["", ""]
     assert translator.translate(list(reversed(GERMAN))) == list(reversed(ENGLISH))
@@ -90,6 +92,7 @@ def test_translate_returns_one_string_per_sentence_in_order(translator):
     assert translator.translate(GERMAN, beam_size=4, length_penalty=0.5) == ENGLISH
 
 
+@pytest.mark.slow
 def test_translate_is_translate_detailed_text_and_beam_one_is_greedy(translator):
     detailed = translator.translate_detailed(GERMAN, beam_size=1)
     assert [t.text for t in detailed] == translator.translate(GERMAN)
@@ -99,6 +102,7 @@ def test_translate_is_translate_detailed_text_and_beam_one_is_greedy(translator)
     assert [t.n_best[0][1] for t in sampled_cold] == pytest.approx(greedy_scores, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_detailed_translations_have_n_best_scores_attention_and_truncation(translator):
     result = translator.translate_detailed(["der Hund läuft"], beam_size=4, n_best=3, attention=True)[0]
     assert isinstance(result, s2s.Translation)
@@ -114,6 +118,7 @@ def test_detailed_translations_have_n_best_scores_attention_and_truncation(trans
     assert not whole.truncated and len(whole.src_pieces) == whole.src_length
 
 
+@pytest.mark.slow
 def test_options_apply_to_one_call_only(translator):
     before = translator.search
     translator.translate(GERMAN, beam_size=3, n_best=2, max_len_b=1)
@@ -121,12 +126,14 @@ def test_options_apply_to_one_call_only(translator):
     assert translator.translate(GERMAN) == ENGLISH
 
 
+@pytest.mark.slow
 def test_the_translator_knows_its_config_and_languages(translator):
     assert isinstance(translator.config, s2s.Config)
     assert (translator.source_lang, translator.target_lang) == ("de", "en")
     assert translator.config.model.embedding_size == 24
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "options, message",
     [
@@ -146,6 +153,7 @@ def test_bad_options_are_rejected_with_one_clear_message(translator, options, me
         translator.translate(["der Hund"], **options)
 
 
+@pytest.mark.slow
 def test_a_string_instead_of_a_list_is_rejected(translator):
     with pytest.raises(s2s.S2SError, match=r"a list of sentences, not one string"):
         translator.translate("der Hund")  # type: ignore[arg-type]
@@ -153,6 +161,7 @@ def test_a_string_instead_of_a_list_is_rejected(translator):
         translator.translate([1])  # type: ignore[list-item]
 
 
+@pytest.mark.slow
 def test_a_translator_shared_between_threads_gives_the_serial_results(translator):
     inputs = [GERMAN[i % 3] for i in range(24)]
     serial = translator.translate(inputs, beam_size=3)
@@ -169,6 +178,7 @@ def test_a_translator_shared_between_threads_gives_the_serial_results(translator
     assert all(results[k] == serial for k in results) and len(results) == 4
 
 
+@pytest.mark.slow
 def test_load_takes_a_checkpoint_file_and_refuses_a_missing_path(run_dir, tmp_path):
     from_file = s2s.load(os.path.join(run_dir, "checkpoints", "last.pt"), device="cpu")
     assert from_file.translate(GERMAN) == ENGLISH
@@ -178,6 +188,7 @@ def test_load_takes_a_checkpoint_file_and_refuses_a_missing_path(run_dir, tmp_pa
         s2s.load(["a", "b"])  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_evaluate_returns_metrics_with_signatures(run_dir, tmp_path):
     metrics = s2s.evaluate(run_dir, device="cpu")
     assert metrics["exact_match"] == 100.0 and metrics["bleu"] == 100.0
@@ -201,6 +212,7 @@ def test_evaluate_returns_metrics_with_signatures(run_dir, tmp_path):
         s2s.evaluate(run_dir, seed=1)
 
 
+@pytest.mark.slow
 def test_train_composes_a_users_config_dir_on_top_of_the_packaged_configs(tmp_path):
     (tmp_path / "conf" / "experiment").mkdir(parents=True)
     (tmp_path / "conf" / "experiment" / "mine.yaml").write_text(

@@ -8,11 +8,11 @@ import pickle
 
 import pytest
 import torch
-from helpers import tiny_model
 
 import s2s.checkpoint as checkpoint
 from s2s.checkpoint import checkpoint_path, latest_run, load, resolve_checkpoint, save_atomic
 from s2s.errors import S2SError
+from tests.helpers import tiny_model
 
 
 def _state(seed: int = 0) -> dict:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from conftest import TINY, make_config
 
 from s2s.config import SearchConfig
 from s2s.config_checks import check_config, check_search
 from s2s.errors import S2SError
+from tests.conftest import TINY, make_config
 
 
 def test_the_default_config_and_the_tiny_one_pass():

@@ -68,6 +68,7 @@ def test_bf16_without_kernels_is_a_one_line_error_naming_the_option(monkeypatch)
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.slow
 def test_training_and_decoding_refuse_bf16_without_kernels(monkeypatch, trained_run, tmp_path):
     _cpu_with(monkeypatch, avx512_bf16=False, amx=False, onednn_bf16=False)
     from s2s.commands.train import run

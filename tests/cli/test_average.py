@@ -32,6 +32,7 @@ def kept_run(tmp_path_factory) -> str:
     return run_dir
 
 
+@pytest.mark.slow
 def test_the_last_validations_are_kept_without_optimizer_state(kept_run):
     kept = checkpoint.step_checkpoints(kept_run)
     assert [os.path.basename(path) for path in kept] == ["step-00000008.pt", "step-00000012.pt"]  # step 4 was dropped
@@ -47,6 +48,7 @@ def test_keep_checkpoints_must_not_be_negative(tmp_path):
         run(make_config(*TINY, "trainer.keep_checkpoints=-1"), str(tmp_path / "run"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("weights, key", [("trained", "trained_model"), ("model", "model")])
 def test_average_is_the_mean_of_the_kept_weights(kept_run, tmp_path, weights, key):
     output = average(AverageOptions(run=kept_run, last=5, weights=weights, output=str(tmp_path / "averaged.pt")))
@@ -59,6 +61,7 @@ def test_average_is_the_mean_of_the_kept_weights(kept_run, tmp_path, weights, ke
     assert "trained_model" not in averaged and averaged["config"] == states[1]["config"]
 
 
+@pytest.mark.slow
 def test_average_of_one_checkpoint_is_that_checkpoint(kept_run, tmp_path):
     output = average(AverageOptions(run=kept_run, last=1, output=str(tmp_path / "one.pt")))
     newest = checkpoint.load(checkpoint.step_checkpoints(kept_run)[-1])
@@ -66,6 +69,7 @@ def test_average_of_one_checkpoint_is_that_checkpoint(kept_run, tmp_path):
         assert torch.equal(tensor, newest["trained_model"][name]), name
 
 
+@pytest.mark.slow
 def test_averaged_and_kept_checkpoints_translate_by_name(kept_run):
     result = run_cli("s2s.average", ["--run", kept_run, "--last", "2"], cwd=kept_run)
     assert result.returncode == 0, result.stderr.decode()
@@ -77,6 +81,7 @@ def test_averaged_and_kept_checkpoints_translate_by_name(kept_run):
         assert translated.stdout.decode().count("\n") == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -92,6 +97,7 @@ def test_average_rejects_bad_options_in_one_line(kept_run, args, message):
     assert len(lines) == 1 and lines[0].startswith(f"error: {message}")
 
 
+@pytest.mark.slow
 def test_average_without_kept_checkpoints_says_how_to_keep_them(tmp_path):
     run_dir = str(tmp_path / "run")
     os.makedirs(os.path.join(run_dir, "checkpoints"))
@@ -100,6 +106,7 @@ def test_average_without_kept_checkpoints_says_how_to_keep_them(tmp_path):
     assert "trainer.keep_checkpoints=N" in result.stderr.decode()
 
 
+@pytest.mark.slow
 def test_unknown_checkpoint_names_are_refused(kept_run):
     result = run_cli("s2s.translate", ["--run", kept_run, "--checkpoint", "newest"], cwd=kept_run, stdin=b"x\n")
     assert result.returncode == 2
@@ -110,6 +117,7 @@ def test_unknown_checkpoint_names_are_refused(kept_run):
     )  # dropped: only the last 2 are kept
 
 
+@pytest.mark.slow
 def test_search_sweep_scores_averages_of_the_kept_checkpoints(kept_run):
     import json
     import subprocess

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 from tests.conftest import TINY, run_cli
+
+pytestmark = pytest.mark.slow
 
 
 def test_train_writes_a_complete_run_directory(trained_run):

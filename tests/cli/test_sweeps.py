@@ -120,6 +120,7 @@ def joblib_sweep(tmp_path_factory) -> tuple[str, str]:
     return sweep, output
 
 
+@pytest.mark.slow
 def test_joblib_sweep_runs_every_combination_two_at_a_time(joblib_sweep):
     sweep, output = joblib_sweep
     assert "Joblib.Parallel(n_jobs=2" in output
@@ -133,6 +134,7 @@ def test_joblib_sweep_runs_every_combination_two_at_a_time(joblib_sweep):
     assert len(combos) == 4
 
 
+@pytest.mark.slow
 def test_report_of_joblib_sweep(joblib_sweep, tmp_path):
     sweep, _ = joblib_sweep
     result = run_report([sweep, "--out", str(tmp_path)])
@@ -162,6 +164,7 @@ def test_report_of_joblib_sweep(joblib_sweep, tmp_path):
     assert (tmp_path / "leaderboard.png").read_bytes()[:8] == PNG_SIGNATURE
 
 
+@pytest.mark.slow
 @needs_optuna
 def test_optuna_bleu_search_runs_and_returns_bleu(tmp_path):
     # Fixed overrides (the tiny sizes, vocabulary 80) leave only lr and the dropouts to search.
@@ -207,6 +210,7 @@ def scores(bleu: float, ppl: float) -> dict:
     return {"bleu": bleu, "chrf": 2 * bleu, "ppl": ppl, "loss": 1.0, "exact_match": 0.0}
 
 
+@pytest.mark.slow
 def test_report_ranks_by_the_metric_and_skips_unfinished_jobs(tmp_path, capsys):
     sweep = tmp_path / "sweep"
     fake_job(sweep, "0", ["optim.lr=0.001", "seed=1"], scores(10.0, 3.0))
@@ -222,11 +226,13 @@ def test_report_ranks_by_the_metric_and_skips_unfinished_jobs(tmp_path, capsys):
     assert [line.split(" | ")[1] for line in by_ppl[2:]] == ["0.001", "0.0003"]  # lower is better
 
 
+@pytest.mark.slow
 def test_report_help():
     result = run_report(["--help"])
     assert result.returncode == 0 and "--metric" in result.stdout and "leaderboard.png" in result.stdout
 
 
+@pytest.mark.slow
 def test_report_refuses_a_missing_directory(tmp_path):
     result = run_report([str(tmp_path / "nowhere")])
     assert result.returncode == 2
@@ -237,6 +243,7 @@ def test_report_refuses_a_missing_directory(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_report_refuses_a_sweep_without_finished_jobs(tmp_path):
     fake_job(tmp_path, "0", ["seed=1"], None)
     result = run_report([str(tmp_path)])

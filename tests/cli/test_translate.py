@@ -20,18 +20,16 @@ from s2s.arguments import parse_overrides
 from s2s.commands.translate import USAGE, TranslateOptions, translate_stream
 from s2s.data.batching import make_batch
 from s2s.data.subwords import load_tokenizers
-from s2s.data.text import clean, split_spans
+from s2s.data.text import clean
 from s2s.decoding.search import greedy
 from s2s.decoding.translator import forced_attention, load_translator
 from s2s.errors import S2SError
 from s2s.precision import bf16_runs
 from s2s.special_tokens import UNK
 from tests.conftest import CONF_DIR, TINY, run_cli
+from tests.helpers import CHARACTERS, SEPARATORS
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"
-SEPARATORS = ["\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029", "\x00", "\x7f", "\t", " "]
-# any character (lone surrogates included: st.text can make them), with line breakers and controls made likely
-CHARACTERS = st.one_of(st.characters(exclude_characters="\n"), st.sampled_from(SEPARATORS))
 
 
 def translate(run: str, data: bytes | str, *args: str) -> tuple[list[str], str]:
@@ -52,56 +50,10 @@ def expected_lines(data: bytes) -> int:
     return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
 
 
-# ---- input cleaning and splitting ------------------------------------------------------------
-
-
-def test_clean_blanks_every_line_breaker_but_keeps_tabs_and_text():
-    for breaker in [
-        "\n",
-        "\r",
-        "\x0b",
-        "\x0c",
-        "\x1c",
-        "\x1d",
-        "\x1e",
-        "\x85",
-        "\u2028",
-        "\u2029",
-        "\x00",
-        "\x1b",
-        "\x7f",
-        "\x9f",
-    ]:
-        assert clean(f"a{breaker}b") == "a b", repr(breaker)
-    assert clean("a\tb 日本 😀 é") == "a\tb 日本 😀 é"
-    assert clean("a\ud800b") == "a\ufffdb"
-
-
-@settings(max_examples=100, deadline=None)
-@given(st.text(alphabet=CHARACTERS))
-def test_cleaned_text_is_one_line(text):
-    assert len(clean(text).splitlines()) <= 1
-
-
-def test_split_spans_prefers_sentence_ends_and_covers_everything():
-    pieces = ["▁a", "b", ".", "▁c", "▁d", "!", "▁e", "f", "g", "h", "i", "j"]
-    assert split_spans(pieces, 5) == [(0, 3), (3, 6), (6, 11), (11, 12)]  # after '.', after '!', then hard cuts
-    assert split_spans(pieces, 20) == [(0, 12)]
-    assert split_spans(["▁1", ".", "5"], 2) == [(0, 2), (2, 3)]  # '.' inside a number is no sentence end: hard cut
-
-
-@settings(max_examples=50, deadline=None)
-@given(st.lists(st.sampled_from(["▁a", "b", ".", "▁.", "!", "▁c?"]), max_size=40), st.integers(1, 8))
-def test_split_spans_are_consecutive_and_short_enough(pieces, limit):
-    spans = split_spans(pieces, limit)
-    assert spans[0][0] == 0 and spans[-1][1] == len(pieces)
-    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
-    assert all(0 < end - start <= limit for start, end in spans) or pieces == []
-
-
 # ---- bad input ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_mixed_bad_input_gives_one_defined_line_per_input_line(trained_run):
     lines = [
         "3 March 1998",
@@ -129,12 +81,14 @@ def test_mixed_bad_input_gives_one_defined_line_per_input_line(trained_run):
     assert all(len(line.splitlines()) <= 1 for line in out)
 
 
+@pytest.mark.slow
 def test_invalid_utf8_stops_with_the_line_number_across_chunks(trained_run):
     data = b"1 March 1998\n2 March 1998\n3 March 1998\n4 March 1998\n5 \xc3\x28 March\n"
     with pytest.raises(S2SError, match=r"input line 5 is not valid UTF-8.*--on-invalid-utf8 replace"):
         translate(trained_run, data, "--chunk-lines=2")
 
 
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None)
 @given(st.lists(st.text(alphabet=CHARACTERS, max_size=40), max_size=8))
 def test_any_text_lines_give_as_many_output_lines(trained_run, lines):
@@ -146,6 +100,7 @@ def test_any_text_lines_give_as_many_output_lines(trained_run, lines):
             assert translation == ""
 
 
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None)
 @given(st.binary(max_size=200), st.sampled_from(["split", "truncate"]))
 def test_any_bytes_give_one_output_line_per_input_line(trained_run, data, long_lines):
@@ -168,6 +123,7 @@ def _long_line(run_dir: str, repeats: int) -> tuple[str, int]:
     return line, len(one)
 
 
+@pytest.mark.slow
 def test_long_line_split_translates_every_sentence(trained_run):
     line, size = _long_line(trained_run, 5)
     single, _ = translate(trained_run, "3 March 1998.\n")
@@ -175,6 +131,7 @@ def test_long_line_split_translates_every_sentence(trained_run):
     assert out[1] == " ".join([single[0]] * 5) and log == ""
 
 
+@pytest.mark.slow
 def test_long_line_split_is_the_default_up_to_the_runs_max_len(trained_run):
     line, size = _long_line(trained_run, 10)
     max_len = OmegaConf.load(os.path.join(trained_run, "config.yaml")).data.max_len
@@ -186,6 +143,7 @@ def test_long_line_split_is_the_default_up_to_the_runs_max_len(trained_run):
     )
 
 
+@pytest.mark.slow
 def test_long_line_truncate_warns_with_the_line_number(trained_run):
     line, size = _long_line(trained_run, 5)
     single, _ = translate(trained_run, "3 March 1998.\n")
@@ -275,6 +233,7 @@ def test_bad_options_are_one_clear_error(args, message):
     assert message in str(error.value)
 
 
+@pytest.mark.slow
 def test_n_best_implies_scores(trained_run):
     out, _ = translate(trained_run, "3 March 1998\n\n4 May 2001\n", "--beam-size", "3", "--n-best", "2")
     for line in (out[0], out[2]):
@@ -283,6 +242,7 @@ def test_n_best_implies_scores(trained_run):
     assert out[1] == "\t0.0000"
 
 
+@pytest.mark.slow
 def test_command_line_with_flags(trained_run, tmp_path):
     line, size = _long_line(trained_run, 3)
     data = b"3 March 1998\nbad \xff byte\n" + f"{line}\n\u2028\n".encode()
@@ -305,6 +265,7 @@ def test_command_line_with_flags(trained_run, tmp_path):
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     bf16_runs(torch.device("cpu")), reason="this CPU runs bf16; the error is for CPUs without bf16 kernels"
 )
@@ -330,6 +291,7 @@ def test_bf16_on_a_cpu_without_bf16_kernels_is_a_one_line_error(trained_run, tmp
 # ---- attention plots ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("search", [[], ["--beam-size", "3"]])
 def test_attention_plots_one_png_per_non_empty_line(trained_run, tmp_path, search):
     line, size = _long_line(trained_run, 2)
@@ -349,6 +311,7 @@ def test_attention_plots_one_png_per_non_empty_line(trained_run, tmp_path, searc
         assert (tmp_path / "plots" / name).read_bytes()[:8] == PNG_HEADER
 
 
+@pytest.mark.slow
 def test_forced_attention_equals_greedy_search_attention(trained_run):
     translator, _, _ = load_translator(trained_run, "best", "cpu")
     ids = translator.tokenizers.encode_src(["3 March 1998", "Dienstag, 9. November 1989", "1"])
@@ -361,6 +324,7 @@ def test_forced_attention_equals_greedy_search_attention(trained_run):
         torch.testing.assert_close(weights.sum(dim=1), torch.ones(len(h.tokens) + 1))
 
 
+@pytest.mark.slow
 def test_attention_plots_of_a_model_without_attention_is_a_clear_error(tmp_path):
     from s2s.commands.train import run
 
@@ -379,6 +343,7 @@ def test_attention_plots_of_a_model_without_attention_is_a_clear_error(tmp_path)
 # ---- the run's sentencepiece model -------------------------------------------------------------
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(
     st.text(
@@ -403,6 +368,7 @@ def test_subword_round_trip(trained_run, text):
     assert tokenizer.encode(tokenizer.decode(again)) == again
 
 
+@pytest.mark.slow
 def test_sampling_is_reproducible_with_its_seed(trained_run):
     text = "".join(f"{day} March 1998\n" for day in range(1, 13))
     sample = ("search.sampling=true", "search.temperature=3.0")
@@ -413,6 +379,7 @@ def test_sampling_is_reproducible_with_its_seed(trained_run):
     assert first != other
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not bf16_runs(torch.device("cpu")), reason="this CPU has no bf16 kernels (no AVX512)")
 def test_bf16_decoding_uses_a_bf16_copy_and_stays_close_to_fp32(trained_run):
     """--precision bf16 decodes with bf16 weights; scores stay fp32 and close to the fp32 model's."""

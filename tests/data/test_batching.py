@@ -8,10 +8,10 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from helpers import random_ids
 
 from s2s.data.batching import TrainBatches, make_batch, pad, token_budget_batches
 from s2s.special_tokens import BOS, EOS, PAD
+from tests.helpers import random_ids
 
 # ---------------------------------------------------------------- pad
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
 from s2s.config import CorpusFormat, DataConfig
 from s2s.data.corpus import load_split
 from s2s.errors import S2SError
+from tests.conftest import ROOT, make_config
 
 
 def files_config(directory, fmt: CorpusFormat, **extra) -> DataConfig:
@@ -123,3 +125,15 @@ def test_generated_dates_splits():
 def test_hub_without_name_is_a_clear_error():
     with pytest.raises(S2SError, match="hub_name"):
         load_split(DataConfig(format=CorpusFormat.hub), "train")
+
+
+@pytest.mark.parametrize("multi30k", [os.path.join(ROOT, "..", "shared", "data", "multi30k")])
+def test_multi30k_local_files_load_in_both_directions(multi30k):
+    if not os.path.isdir(multi30k):
+        pytest.skip("Multi30k is not on this machine")
+    cfg = make_config("data=multi30k", f"data.dir={multi30k}")
+    de_en = load_split(cfg.data, "val")
+    cfg.data.src_lang, cfg.data.tgt_lang = "en", "de"
+    en_de = load_split(cfg.data, "val")
+    assert len(de_en) == len(en_de) == 1014
+    assert de_en[0]["src"] == en_de[0]["tgt"] and de_en[0]["tgt"] == en_de[0]["src"]

@@ -1,71 +1,30 @@
-"""Training data from local files (s2s.data.pipeline): encoding, filtering, the bounded sentencepiece sample, batches."""
+"""Training data from local files (s2s.data.pipeline): encoding, filtering, the bounded sentencepiece sample,
+batches."""
 
 from __future__ import annotations
 
 import gc
 import logging
 import os
-import random
 import tracemalloc
 
 import pytest
 import sentencepiece as spm
 
-from s2s.config import CorpusFormat, DataConfig, SortFirst, SubwordConfig
+from s2s.config import SortFirst
 from s2s.data import subwords
 from s2s.data.corpus import load_split
 from s2s.data.pipeline import iter_texts, prepare_training_data
-
-WORDS = "der die das Haus Hund Katze läuft schnell langsam groß klein rot blau grün heute morgen".split()
-
-
-def _sentence(rng: random.Random, low: int, high: int) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(low, high)))
-
-
-def _write_corpus(directory, lines: int = 300, seed: int = 0) -> tuple[list[str], list[str]]:
-    """train.de / train.en with some empty and some long lines, and a small valid split."""
-    rng = random.Random(seed)
-    src, tgt = [], []
-    for number in range(lines):
-        s, t = _sentence(rng, 1, 8), _sentence(rng, 1, 8)
-        if number % 37 == 5:
-            s = ""  # empty source
-        if number % 41 == 7:
-            t = "   "  # a target that encodes to nothing
-        if number % 23 == 11:
-            t = _sentence(rng, 40, 60)  # over-long target
-        if number % 29 == 13:
-            s = _sentence(rng, 40, 60)  # over-long source
-        src.append(s)
-        tgt.append(t)
-    (directory / "train.de").write_text("\n".join(src) + "\n", encoding="utf-8")
-    (directory / "train.en").write_text("\n".join(tgt) + "\n", encoding="utf-8")
-    (directory / "valid.de").write_text("das Haus\nder Hund läuft\n", encoding="utf-8")
-    (directory / "valid.en").write_text("die Katze\nrot und blau\n", encoding="utf-8")
-    return src, tgt
-
-
-def _config(directory, **subword) -> DataConfig:
-    return DataConfig(
-        name="t",
-        format=CorpusFormat.text,
-        dir=str(directory),
-        src_lang="de",
-        tgt_lang="en",
-        max_len=30,
-        max_tokens=200,
-        subword=SubwordConfig(vocab_size=60, **subword),
-    )
+from tests.helpers import corpus_config, write_corpus
 
 
 def test_encoded_pairs_and_counts_equal_a_direct_sentencepiece_encode(tmp_path, caplog):
     corpus, run_dir = tmp_path / "corpus", tmp_path / "run"
     corpus.mkdir()
     run_dir.mkdir()
-    src, tgt = _write_corpus(corpus)
+    src, tgt = write_corpus(corpus)
     with caplog.at_level(logging.INFO, logger="s2s.data.pipeline"):
-        data = prepare_training_data(_config(corpus), str(run_dir), seed=3)
+        data = prepare_training_data(corpus_config(corpus), str(run_dir), seed=3)
 
     processor = spm.SentencePieceProcessor(model_file=str(run_dir / "spm.model"))
     expected, empty, too_long = [], 0, 0
@@ -87,8 +46,8 @@ def test_encoded_pairs_and_counts_equal_a_direct_sentencepiece_encode(tmp_path, 
     assert list(zip(rows["src_ids"], rows["tgt_ids"])) == expected
     assert data.train.src_lengths.tolist() == [len(s) for s, _ in expected]
     assert (
-        f"{len(src)} pairs read, {empty} dropped (empty side), {too_long} dropped (longer than 30 subwords), {len(expected)} kept"
-        in caplog.text
+        f"{len(src)} pairs read, {empty} dropped (empty side), "
+        f"{too_long} dropped (longer than 30 subwords), {len(expected)} kept" in caplog.text
     )
 
     # the validation split stays in memory and still gives loss batches
@@ -100,8 +59,8 @@ def test_training_ids_live_in_memory_mapped_arrow_files_that_go_with_the_batches
     corpus, run_dir = tmp_path / "corpus", tmp_path / "run"
     corpus.mkdir()
     run_dir.mkdir()
-    _write_corpus(corpus, lines=120)
-    data = prepare_training_data(_config(corpus), str(run_dir), seed=0)
+    write_corpus(corpus, lines=120)
+    data = prepare_training_data(corpus_config(corpus), str(run_dir), seed=0)
     files = [f["filename"] for f in data.train.pairs.cache_files]
     assert files and all(os.path.isfile(f) for f in files)
     assert data.train.pairs.features["src_ids"].feature.dtype == "uint16"
@@ -117,8 +76,8 @@ def test_batches_cover_every_kept_pair_once_per_epoch(tmp_path, epoch):
     corpus, run_dir = tmp_path / "corpus", tmp_path / "run"
     corpus.mkdir()
     run_dir.mkdir()
-    _write_corpus(corpus)
-    train = prepare_training_data(_config(corpus), str(run_dir), seed=1).train
+    write_corpus(corpus)
+    train = prepare_training_data(corpus_config(corpus), str(run_dir), seed=1).train
     kept = len(train.src_lengths)
     seen = [i for _, batch in train.iterate(epoch) for i in batch.indices.tolist()]
     assert sorted(seen) == list(range(kept))
@@ -134,13 +93,13 @@ def test_sort_first_chooses_which_side_groups_the_training_batches(tmp_path):
     corpus, run_dir = tmp_path / "corpus", tmp_path / "run"
     corpus.mkdir()
     run_dir.mkdir()
-    _write_corpus(corpus, lines=400)
+    write_corpus(corpus, lines=400)
 
     def spread(train, lengths) -> int:  # summed length range inside the batches of epoch 0
         return sum(int(lengths[b].max() - lengths[b].min()) for b in train.epoch_batches(0))
 
-    by_target = prepare_training_data(_config(corpus), str(run_dir / "t"), seed=1).train
-    config = _config(corpus)
+    by_target = prepare_training_data(corpus_config(corpus), str(run_dir / "t"), seed=1).train
+    config = corpus_config(corpus)
     config.sort_first = SortFirst.source
     by_source = prepare_training_data(config, str(run_dir / "s"), seed=1).train
     assert spread(by_target, by_target.tgt_lengths) < spread(by_target, by_target.src_lengths)
@@ -169,7 +128,7 @@ def test_reservoir_sample_never_holds_more_than_the_limit():
 def test_sentencepiece_learns_from_a_bounded_sample_read_in_batches(tmp_path, monkeypatch):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    src, _ = _write_corpus(corpus)
+    src, _ = write_corpus(corpus)
     trained_on = []
     train_one = subwords._train_one
     monkeypatch.setattr(
@@ -177,9 +136,9 @@ def test_sentencepiece_learns_from_a_bounded_sample_read_in_batches(tmp_path, mo
         "_train_one",
         lambda sentences, *args: trained_on.append(len(sentences)) or train_one(sentences, *args),
     )
-    prepare_training_data(_config(corpus, max_sentences=25), str(tmp_path / "joint"), seed=0)
-    prepare_training_data(_config(corpus, max_sentences=25, joint=False), str(tmp_path / "separate"), seed=0)
+    prepare_training_data(corpus_config(corpus, max_sentences=25), str(tmp_path / "joint"), seed=0)
+    prepare_training_data(corpus_config(corpus, max_sentences=25, joint=False), str(tmp_path / "separate"), seed=0)
     assert trained_on == [25, 25, 25]
 
-    train = load_split(_config(corpus), "train")
+    train = load_split(corpus_config(corpus), "train")
     assert list(iter_texts(train, "src", batch_size=7)) == src

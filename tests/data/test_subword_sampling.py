@@ -1,4 +1,5 @@
-"""Subword regularization (s2s.data.subword_sampling): a new, reproducible segmentation of the training text each epoch."""
+"""Subword regularization (s2s.data.subword_sampling): a new, reproducible segmentation of the training text
+each epoch."""
 
 from __future__ import annotations
 
@@ -10,16 +11,16 @@ from s2s.config import DataConfig, SubwordConfig, SubwordModel
 from s2s.config_checks import check_data
 from s2s.data.pipeline import prepare_training_data
 from s2s.errors import S2SError
-from tests.test_data import _config, _write_corpus
+from tests.helpers import corpus_config, write_corpus
 
 
 def _sampled_training_data(tmp_path, name: str, seed: int = 4, **subword):
     corpus, run_dir = tmp_path / "corpus", tmp_path / name
     if not corpus.exists():
         corpus.mkdir()
-        _write_corpus(corpus, lines=400)
+        write_corpus(corpus, lines=400)
     run_dir.mkdir()
-    return prepare_training_data(_config(corpus, **subword), str(run_dir), seed=seed)
+    return prepare_training_data(corpus_config(corpus, **subword), str(run_dir), seed=seed)
 
 
 def _epoch_rows(train, epoch: int) -> list[tuple[list[int], list[int]]]:
@@ -33,6 +34,7 @@ def _epoch_rows(train, epoch: int) -> list[tuple[list[int], list[int]]]:
     return [rows[i] for i in sorted(rows)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_type", [SubwordModel.unigram, SubwordModel.bpe])
 def test_each_epoch_segments_the_same_text_differently(tmp_path, model_type):
     alpha = 0.3 if model_type == SubwordModel.unigram else 0.2
@@ -53,6 +55,7 @@ def test_each_epoch_segments_the_same_text_differently(tmp_path, model_type):
     assert [b.src.tolist() for b in data.valid.loss_batches] == [b.src.tolist() for b in best.valid.loss_batches]
 
 
+@pytest.mark.slow
 def test_sampling_is_reproducible_from_seed_and_epoch(tmp_path):
     one = _sampled_training_data(tmp_path, "one", sampling_alpha=0.3).train
     two = _sampled_training_data(tmp_path, "two", sampling_alpha=0.3).train

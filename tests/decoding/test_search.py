@@ -7,12 +7,12 @@ import random
 
 import pytest
 import torch
-from helpers import half_trained_model, random_batch, random_ids, sequence_log_prob, tiny_model
 
 from s2s.config import Attention, Cell, SearchConfig
 from s2s.data.batching import make_batch
 from s2s.decoding.search import _block_size, beam_search, decode, greedy, max_output_lengths, sample, top_k
 from s2s.special_tokens import BOS, EOS, PAD
+from tests.helpers import half_trained_model, random_batch, random_ids, sequence_log_prob, tiny_model
 
 
 def _greedy(model, batch, cfg=None, **kwargs):
@@ -40,7 +40,8 @@ def _sources(seed: int, count: int) -> list[list[int]]:
 
 @pytest.mark.parametrize("rows,n,k", [(64, 40000, 10), (7, 8000, 1), (5, 60, 6), (3, 20, 1), (4, 96, 12), (2, 101, 3)])
 def test_top_k_by_blocks_equals_topk(rows, n, k):
-    """The block-maxima selection returns torch.topk's values and indices, -inf entries and whole -inf blocks included."""
+    """The block-maxima selection returns torch.topk's values and indices, -inf entries and whole -inf blocks
+    included."""
     torch.manual_seed(n + k)
     scores = torch.randn(rows, n)
     scores[scores < -1.0] = float("-inf")  # about a sixth, as forbidden tokens and dead beams give
@@ -370,6 +371,7 @@ def _favouring(special: int):
     return model
 
 
+@pytest.mark.slow
 def test_search_never_emits_pad():
     model = _favouring(PAD)
     batch = make_batch(_sources(21, 4), None, range(4))
@@ -379,6 +381,7 @@ def test_search_never_emits_pad():
         assert len({tuple(h.tokens) for h in beams}) == len(beams)  # no duplicates once PAD is dropped
 
 
+@pytest.mark.slow
 def test_search_never_emits_bos():
     model = _favouring(BOS)
     batch = make_batch(_sources(21, 4), None, range(4))

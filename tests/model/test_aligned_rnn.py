@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import random_batch, tiny_model
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from s2s.config import Cell
 from s2s.model.aligned_rnn import aligned_bidirectional, fused_on_padding
-from s2s.precision import bf16_runs
-
-# oneDNN has no bf16 LSTM kernels on a CPU without AVX512 (an AVX2-only CPU): s2s refuses bf16 there
-NEEDS_BF16 = pytest.mark.skipif(not bf16_runs(torch.device("cpu")), reason="this CPU has no bf16 kernels")
+from tests.helpers import NEEDS_BF16, random_batch, tiny_model
 
 LENGTHS = torch.tensor([6, 3, 1, 6, 4])  # unsorted, with a one-token sentence
 

@@ -6,7 +6,6 @@ import random
 
 import pytest
 import torch
-from helpers import half_trained_model, random_ids
 from torch import nn
 
 from s2s.config import Attention, Cell, Precision, SearchConfig
@@ -18,6 +17,7 @@ from s2s.model.int8 import Int8Linear, Int8Weight, int8_copy
 from s2s.precision import resolve_precision
 from s2s.special_tokens import BOS
 from tests.conftest import TINY, make_config, run_cli
+from tests.helpers import half_trained_model, random_ids
 
 COMBOS = [
     {},  # BiLSTM, LSTM decoder, Bahdanau attention with input feeding
@@ -66,6 +66,7 @@ def test_int8_copy_converts_the_multiplies_and_leaves_the_model_alone(combo):
         assert not any(isinstance(w, torch.Tensor) for w in weights)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("combo", range(len(COMBOS)))
 def test_int8_decoding_follows_fp32(combo):
     model = half_trained_model(seed=combo, steps=40, **COMBOS[combo]).eval()
@@ -81,6 +82,7 @@ def test_int8_decoding_follows_fp32(combo):
     assert sum(a.tokens == b.tokens for a, b in zip(fp32, int8)) >= 25
 
 
+@pytest.mark.slow
 def test_int8_beam_size_one_equals_int8_greedy():
     quantized = int8_copy(half_trained_model(seed=0, steps=40).eval())
     batch = make_batch(random_ids(random.Random(5), 12, min_len=2, max_len=7), None, range(12))
@@ -98,6 +100,7 @@ def test_int8_is_for_decoding_on_a_cpu_only():
     assert resolve_precision(Precision.int8, torch.device("cpu"), "search.precision", decoding=True) == Precision.int8
 
 
+@pytest.mark.slow
 def test_translator_with_int8_keeps_the_run_model_fp32(trained_run):
     translator, _, _ = load_translator(trained_run, "best", "cpu", ["precision=int8"])
     assert isinstance(translator.model.decoder.output, Int8Linear)
@@ -116,6 +119,7 @@ def test_training_refuses_int8_before_it_starts(tmp_path):
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_translate_command_with_int8(trained_run, tmp_path):
     lines = b"3 March 1998\n\n4 May 2001\n"
     result = run_cli(

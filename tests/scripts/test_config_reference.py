@@ -11,9 +11,11 @@ import sys
 import typing
 from pathlib import Path
 
+import pytest
+
 from s2s.config import Config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "config_reference.py"
 DOC = ROOT / "docs" / "configuration.md"
 REGENERATE = "python -m scripts.config_reference"
@@ -117,6 +119,7 @@ def run_script(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=ROOT, capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_check_flags_a_stale_copy(tmp_path):
     copy = tmp_path / "configuration.md"
     written = run_script("--path", str(copy))

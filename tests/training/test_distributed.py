@@ -7,10 +7,13 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from s2s import checkpoint
 from tests.conftest import TINY
+
+pytestmark = pytest.mark.slow
 
 # No dropout: a 2-rank run and a 1-rank run with 2 accumulated batches then see exactly the same data.
 # Two decoder layers: DDP refuses any parameter that gets no gradient, e.g. an upper layer's.

@@ -1,11 +1,12 @@
-"""The hand-written label-smoothed cross-entropy matches torch's, value and gradient."""
+"""Losses (s2s.training.loss): the hand-written label-smoothed cross-entropy matches torch's, value and gradient;
+R-Drop's loss is the mean cross-entropy plus the weighted symmetric KL."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 import s2s.training.loss as loss_module
-from s2s.training.loss import smoothed_cross_entropy
+from s2s.training.loss import rdrop_loss, smoothed_cross_entropy, symmetric_kl, token_loss
 
 PAD = 0
 
@@ -108,3 +109,18 @@ def test_symmetric_kl_is_both_kl_divergences_over_kept_rows():
     assert loss_module.symmetric_kl(first, first.clone(), gold, PAD).abs() < 1e-5
     grad = torch.autograd.grad(loss_module.symmetric_kl(first.requires_grad_(), second, gold, PAD), first)[0]
     assert grad[gold == PAD].abs().max() == 0 and grad[gold != PAD].abs().max() > 0
+
+
+def test_rdrop_loss_is_the_mean_cross_entropy_plus_the_weighted_symmetric_kl():
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 5, 11, generator=generator)  # a batch of 3 sentences, run twice
+    gold = torch.randint(4, 11, (3, 5), generator=generator)
+    gold[0, 3:] = 0  # padding
+    loss, cross_entropy = rdrop_loss(logits, gold, 0.1, alpha=5.0)
+    first, second = logits[:3], logits[3:]
+    expected_ce = (token_loss(first, gold, 0.1) + token_loss(second, gold, 0.1)) / 2
+    torch.testing.assert_close(cross_entropy, expected_ce)
+    torch.testing.assert_close(
+        loss, expected_ce + 5.0 / 4 * symmetric_kl(first.flatten(0, 1), second.flatten(0, 1), gold.flatten(), 0)
+    )
+    assert loss > cross_entropy + 0.1  # different predictions cost something

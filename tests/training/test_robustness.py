@@ -16,8 +16,9 @@ import torch
 from s2s import checkpoint
 from s2s.commands.train import run
 from s2s.errors import S2SError
-from tests.conftest import TINY
-from tests.test_train import make_config
+from tests.conftest import TINY, make_config
+
+pytestmark = pytest.mark.slow
 
 DETERMINISTIC = [*TINY, "threads=1", "model.embedding_dropout=0.2", "model.decoder.dropout=0.2"]
 

@@ -7,8 +7,7 @@ from s2s import checkpoint
 from s2s.commands.train import run
 from s2s.errors import S2SError
 from s2s.training.schedule import budget_fraction, linear_decay_lr, warmup_factor
-from tests.conftest import TINY
-from tests.test_train import make_config
+from tests.conftest import TINY, make_config
 
 
 def test_warmup_rises_linearly_then_stops():
@@ -34,6 +33,7 @@ def test_budget_fraction_is_the_budget_that_runs_out_first():
     assert budget_fraction(step=5, wall_seconds=5, max_steps=0, total_epoch_steps=0, max_minutes=0) == 0.0
 
 
+@pytest.mark.slow
 def test_training_follows_the_linear_schedule(tmp_path):
     """After 10 of 10 updates with the decay from half-way, the last update used the rate for 9/10 of the budget."""
     torch.set_num_threads(1)
@@ -49,6 +49,7 @@ def test_training_follows_the_linear_schedule(tmp_path):
     assert group["lr"] == pytest.approx(linear_decay_lr(1e-3, 1e-5, 0.9, 0.5))
 
 
+@pytest.mark.slow
 def test_a_time_budget_decays_the_rate_with_the_clock(tmp_path):
     """With only trainer.max_minutes set, the rate falls with wall-clock time: well below the peak when time is up."""
     torch.set_num_threads(1)

@@ -1,8 +1,8 @@
-"""Training in-process: Hydra composition, resume equals an uninterrupted run, learning."""
+"""Training in-process (s2s.training.trainer via s2s.commands.train.run): resume equals an uninterrupted run,
+learning, weight averaging, R-Drop, validation and logging, settings refused before training."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 
@@ -11,44 +11,14 @@ import torch
 
 from s2s import checkpoint
 from s2s.commands.train import run
-from s2s.config import Attention, Cell, Config
-from tests.conftest import ROOT, TINY, make_config
-
-
-def test_defaults_compose_into_typed_config():
-    cfg = make_config()
-    assert isinstance(cfg, Config)
-    assert cfg.data.format.value == "dates"
-    assert cfg.model.encoder.cell is Cell.lstm
-    assert cfg.model.decoder.attention is Attention.bahdanau
-
-
-def test_groups_and_overrides_compose():
-    cfg = make_config(
-        "data=multi30k",
-        "model=base",
-        "search=beam",
-        "model.decoder.cell=gru",
-        "optim.lr=5e-4",
-        "data.src_lang=en",
-        "data.tgt_lang=de",
-    )
-    assert cfg.data.dir == "../shared/data/multi30k" and (cfg.data.src_lang, cfg.data.tgt_lang) == ("en", "de")
-    assert cfg.model.decoder.hidden_size == 512 and cfg.model.decoder.cell is Cell.gru
-    assert cfg.optim.lr == 5e-4 and cfg.search.beam_size == 5
-
-
-def test_schema_rejects_unknown_keys_and_bad_values():
-    with pytest.raises(Exception):
-        make_config("model.decoder.cel=gru")
-    with pytest.raises(Exception):
-        make_config("model.decoder.attention=transformer")
+from tests.conftest import TINY, make_config
 
 
 def _final_parameters(run_dir: str) -> dict[str, torch.Tensor]:
     return checkpoint.load(checkpoint.checkpoint_path(run_dir, "last"))["model"]
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(tmp_path):
     torch.set_num_threads(1)
     common = [
@@ -72,6 +42,7 @@ def test_resume_continues_exactly(tmp_path):
         torch.testing.assert_close(resumed[name], expected[name], rtol=0, atol=0, msg=name)
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_different_model(tmp_path):
     from s2s.errors import S2SError
 
@@ -81,6 +52,7 @@ def test_resume_refuses_a_different_model(tmp_path):
         run(make_config(*TINY, "trainer.max_steps=4", "model.decoder.hidden_size=24", "trainer.resume=auto"), run_dir)
 
 
+@pytest.mark.slow
 def test_loss_falls_and_best_checkpoint_holds_the_best_metric(tmp_path):
     barely = run(make_config(*TINY, "trainer.max_steps=1", "trainer.valid_every=1"), str(tmp_path / "one"))
     trained = run(
@@ -94,60 +66,7 @@ def test_loss_falls_and_best_checkpoint_holds_the_best_metric(tmp_path):
     assert best["progress"]["step"] == trained["best_step"]
 
 
-@pytest.mark.parametrize("multi30k", [os.path.join(ROOT, "..", "shared", "data", "multi30k")])
-def test_multi30k_local_files_load_in_both_directions(multi30k):
-    from s2s.data.corpus import load_split
-
-    if not os.path.isdir(multi30k):
-        pytest.skip("Multi30k is not on this machine")
-    cfg = make_config("data=multi30k", f"data.dir={multi30k}")
-    de_en = load_split(cfg.data, "val")
-    cfg.data.src_lang, cfg.data.tgt_lang = "en", "de"
-    en_de = load_split(cfg.data, "val")
-    assert len(de_en) == len(en_de) == 1014
-    assert de_en[0]["src"] == en_de[0]["tgt"] and de_en[0]["tgt"] == en_de[0]["src"]
-
-
-@pytest.mark.parametrize("recipe, direction", [("multi30k_de_en", ("de", "en")), ("multi30k_en_de", ("en", "de"))])
-def test_experiment_recipes_compose(recipe, direction):
-    cfg = make_config(f"experiment={recipe}", "trainer.max_epochs=3")
-    assert (cfg.data.src_lang, cfg.data.tgt_lang) == direction
-    assert cfg.data.name == "multi30k" and cfg.model.decoder.hidden_size == 512
-    assert cfg.trainer.early_stopping_metric == "bleu" and cfg.trainer.max_epochs == 3 and cfg.trainer.max_minutes == 57
-    assert cfg.trainer.precision.value == "auto" and cfg.optim.ema_decay == 0.999
-
-
-def test_fp32_recipe_is_the_de_en_recipe_with_less_dropout():
-    base, fp32 = make_config("experiment=multi30k_de_en"), make_config("experiment=multi30k_de_en_fp32")
-    assert (fp32.data.src_lang, fp32.data.tgt_lang) == ("de", "en") and fp32.trainer.precision.value == "fp32"
-    assert fp32.model.embedding_dropout == fp32.model.encoder.dropout == fp32.model.decoder.dropout == 0.2
-    assert base.model.embedding_dropout == base.model.encoder.dropout == base.model.decoder.dropout == 0.3
-    for section in ("data", "optim", "search"):
-        assert getattr(fp32, section) == getattr(base, section), section
-    assert fp32.trainer.max_minutes == base.trainer.max_minutes == 57
-    assert fp32.model.decoder.hidden_size == base.model.decoder.hidden_size == 512
-
-    # nothing else differs: the model only in its dropouts, the trainer only in its precision
-    def without_dropout(model):
-        encoder, decoder = (
-            dataclasses.replace(model.encoder, dropout=0.0),
-            dataclasses.replace(model.decoder, dropout=0.0),
-        )
-        return dataclasses.replace(model, embedding_dropout=0.0, encoder=encoder, decoder=decoder)
-
-    assert without_dropout(fp32.model) == without_dropout(base.model)
-    assert dataclasses.replace(fp32.trainer, precision=base.trainer.precision) == base.trainer
-
-
-def test_en_de_fp32_recipe_is_the_de_en_fp32_recipe_in_the_other_direction():
-    de_en, en_de = make_config("experiment=multi30k_de_en_fp32"), make_config("experiment=multi30k_en_de_fp32")
-    assert (en_de.data.src_lang, en_de.data.tgt_lang) == ("en", "de") and en_de.trainer.precision.value == "fp32"
-    assert en_de.model.word_dropout == 0.0 and en_de.optim.scheduler.value == "plateau"
-    assert dataclasses.replace(en_de.data, src_lang="de", tgt_lang="en") == de_en.data
-    for section in ("model", "optim", "search", "trainer"):
-        assert getattr(en_de, section) == getattr(de_en, section), section
-
-
+@pytest.mark.slow
 def test_max_minutes_stops_a_run_on_time(tmp_path):
     summary = run(
         make_config(*TINY, "trainer.max_steps=0", "trainer.max_epochs=0", "trainer.max_minutes=0.05"),
@@ -157,6 +76,7 @@ def test_max_minutes_stops_a_run_on_time(tmp_path):
     assert summary["steps"] > 0
 
 
+@pytest.mark.slow
 def test_resume_with_weight_averaging_continues_exactly(tmp_path):
     """With optim.ema_decay the averaged and the trained weights both survive an interruption."""
     torch.set_num_threads(1)
@@ -173,6 +93,7 @@ def test_resume_with_weight_averaging_continues_exactly(tmp_path):
             torch.testing.assert_close(resumed[key][name], expected[key][name], rtol=0, atol=0, msg=f"{key}.{name}")
 
 
+@pytest.mark.slow
 def test_weight_averaging_saves_the_moving_average(tmp_path):
     """The saved "model" is d * previous average + (1 - d) * trained weights, d = min(decay, (1 + n) / (10 + n))."""
     torch.set_num_threads(1)
@@ -218,6 +139,7 @@ def test_bad_validation_and_log_intervals_are_rejected_before_training(tmp_path,
         run(make_config(*TINY, setting), str(tmp_path / "run"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("valid_every", ["1000", "0"])  # 0: no validation by update count
 @pytest.mark.parametrize("each_epoch", [True, False])
 def test_validation_at_epoch_ends_can_be_turned_off(tmp_path, each_epoch, valid_every):
@@ -244,6 +166,7 @@ def test_validation_at_epoch_ends_can_be_turned_off(tmp_path, each_epoch, valid_
         assert validated == [last]  # only the final validation
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("clip_norm", [1e-4, 0.0])  # 1e-4: every update clipped; 0: clipping off
 def test_log_reports_gradient_norm_before_clipping(tmp_path, caplog, clip_norm):
     import json
@@ -263,24 +186,7 @@ def test_log_reports_gradient_norm_before_clipping(tmp_path, caplog, clip_norm):
     assert len(step_lines) == 2 and all("gnorm" in line and "clipped" in line for line in step_lines)
 
 
-def test_rdrop_loss_is_the_mean_cross_entropy_plus_the_weighted_symmetric_kl():
-    from s2s.training.loss import symmetric_kl
-    from s2s.training.trainer import rdrop_loss, token_loss
-
-    generator = torch.Generator().manual_seed(0)
-    logits = torch.randn(6, 5, 11, generator=generator)  # a batch of 3 sentences, run twice
-    gold = torch.randint(4, 11, (3, 5), generator=generator)
-    gold[0, 3:] = 0  # padding
-    loss, cross_entropy = rdrop_loss(logits, gold, 0.1, alpha=5.0)
-    first, second = logits[:3], logits[3:]
-    expected_ce = (token_loss(first, gold, 0.1) + token_loss(second, gold, 0.1)) / 2
-    torch.testing.assert_close(cross_entropy, expected_ce)
-    torch.testing.assert_close(
-        loss, expected_ce + 5.0 / 4 * symmetric_kl(first.flatten(0, 1), second.flatten(0, 1), gold.flatten(), 0)
-    )
-    assert loss > cross_entropy + 0.1  # different predictions cost something
-
-
+@pytest.mark.slow
 def test_rdrop_without_dropout_trains_like_plain_training(tmp_path):
     torch.set_num_threads(1)
     no_dropout = [
@@ -299,6 +205,7 @@ def test_rdrop_without_dropout_trains_like_plain_training(tmp_path):
         torch.testing.assert_close(rdrop[name], plain[name], rtol=1e-4, atol=1e-5, msg=name)
 
 
+@pytest.mark.slow
 def test_rdrop_with_dropout_changes_training_and_logs_cross_entropy(tmp_path):
     import json
 
