@@ -20,7 +20,7 @@ direction reads the sentence first and carries its final cell state unchanged th
 padding. Final hidden states are read off the outputs at each sentence's ends (the LSTM's h
 after padding is o * tanh(c), not h). Outputs at padding are zeroed and the layout is turned
 back to left-aligned. Outputs, final states and all gradients equal the packed run's
-(tests/test_aligned_rnn.py), to rounding.
+(tests/model/test_aligned_rnn.py), to rounding.
 
 Shapes: B batch, S longest length, I input size, H hidden size per direction.
 """
