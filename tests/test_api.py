@@ -38,8 +38,8 @@ TRAIN = [
     "model.decoder.dropout=0",
     "optim.lr=0.01",
     "optim.label_smoothing=0",
-    "trainer.max_steps=300",
-    "trainer.valid_every=150",
+    "trainer.max_steps=500",
+    "trainer.valid_every=250",
     "trainer.valid_each_epoch=false",
     "trainer.tensorboard=false",
     "threads=1",
@@ -79,7 +79,7 @@ def translator(run_dir) -> s2s.Translator:
 def test_train_writes_a_run_with_its_log_and_checkpoints(run_dir):
     assert os.path.isfile(os.path.join(run_dir, "checkpoints", "best.pt"))
     with open(os.path.join(run_dir, "train.log"), encoding="utf-8") as log:
-        assert "validation at step 300" in log.read()
+        assert "validation at step 500" in log.read()
     with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as file:
         assert json.load(file)["best"]["exact_match"] == 100.0
 
