@@ -34,7 +34,9 @@ def load(
     reverse: translate target to source language with a model trained with data.both_directions.
     """
     if not isinstance(path, (str, os.PathLike)):
-        raise S2SError(f"s2s.load takes the path of a run directory or checkpoint, got {type(path).__name__}")
+        raise S2SError(
+            f"s2s.load takes the path of a run directory, checkpoint or model file, got {type(path).__name__}"
+        )
     translator, _, _ = load_translator(os.fspath(path), checkpoint, device, [f"precision={precision}"], reverse)
     return translator
 
@@ -102,7 +104,7 @@ def evaluate(
         raise S2SError(f"s2s.evaluate takes search options only, not {', '.join(per_call_only)}")
     search = [f"{key}={value}" for key, value in options.items()] + [f"precision={precision}"]
     opts = EvaluateOptions(
-        run=os.fspath(path) if path is not None else None,
+        model=os.fspath(path) if path is not None else None,
         checkpoint=checkpoint,
         split=split,
         data_dir=data_dir,

@@ -145,6 +145,9 @@ SEARCH_ALIASES = {
     "precision": "search.precision",
 }
 
+# older option names that still work: `--run PATH` (or run=PATH) is `--model PATH`
+OPTION_ALIASES = {"run": "model"}
+
 
 def parse_overrides(argv: list[str], schema: type[T], usage: str) -> tuple[T, list[str]]:
     """Split arguments (`key=value` or flags) into the command's options and `search.*` overrides."""
@@ -155,8 +158,11 @@ def parse_overrides(argv: list[str], schema: type[T], usage: str) -> tuple[T, li
     spellings = {}  # key -> how the user wrote it, to name it their way in errors
     own_keys = [f.name for f in dataclasses.fields(schema)]  # type: ignore[arg-type]
     search_keys = ["search." + f.name for f in dataclasses.fields(SearchConfig)]
-    for arg, spelled in flags_to_overrides(argv, _boolean_keys(schema)):
-        key, sep, _ = arg.partition("=")
+    for arg, spelled in flags_to_overrides(argv, _boolean_keys(schema), own_keys):
+        key, sep, value = arg.partition("=")
+        if key in OPTION_ALIASES and OPTION_ALIASES[key] in own_keys:
+            key = OPTION_ALIASES[key]
+            arg = f"{key}={value}"
         spellings[key] = spelled
         if not sep:
             raise S2SError(f"expected key=value or --flag, got {arg!r} (see --help)")
@@ -177,11 +183,14 @@ def parse_overrides(argv: list[str], schema: type[T], usage: str) -> tuple[T, li
     return OmegaConf.to_object(merged), search  # type: ignore[return-value]
 
 
-def flags_to_overrides(argv: list[str], booleans: set[str]) -> list[tuple[str, str]]:
+def flags_to_overrides(
+    argv: list[str], booleans: set[str], own_keys: tuple[str, ...] | list[str] = ()
+) -> list[tuple[str, str]]:
     """Rewrite flags as `key=value`; returns (override, how the user spelled the option) pairs.
 
     `--foo-bar X` and `--foo-bar=X` give `foo_bar=X`; a flag whose key is in
-    `booleans` takes no separate value, so a bare `--scores` gives `scores=true`.
+    `booleans` takes no separate value, so a bare `--scores` gives `scores=true`. A short search
+    flag (`--precision`) is the command's own option when the command has one of that name.
     Arguments that are not flags pass through unchanged.
     """
     out: list[tuple[str, str]] = []
@@ -194,7 +203,7 @@ def flags_to_overrides(argv: list[str], booleans: set[str]) -> list[tuple[str, s
             raise S2SError(f"unknown option {arg!r}: flags are long (--name), see --help")
         name, sep, value = arg[2:].partition("=")
         key = name.replace("-", "_")
-        key = SEARCH_ALIASES.get(key, key)
+        key = key if key in own_keys else SEARCH_ALIASES.get(key, key)
         if not sep:
             if key in booleans:
                 value = "true"

@@ -25,7 +25,7 @@ from s2s.errors import S2SError
 CHECKPOINT_DIR = "checkpoints"
 
 
-def save_atomic(state: dict[str, Any], path: str) -> None:
+def save_atomic(state: dict[str, Any], path: str, what: str = "checkpoint") -> None:
     """Write to a temporary file in the same directory, fsync, then rename over `path`.
 
     A crash at any moment leaves either the old file or the new one, never half of one.
@@ -43,19 +43,22 @@ def save_atomic(state: dict[str, Any], path: str) -> None:
     except OSError as error:
         if temporary is not None and os.path.exists(temporary):
             os.remove(temporary)
-        raise S2SError(f"cannot write checkpoint {path}: {error.strerror or error}") from None
+        raise S2SError(f"cannot write {what} {path}: {error.strerror or error}") from None
 
 
-def load(path: str, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """Load a checkpoint without executing code from it (weights_only=True)."""
+def load(path: str, device: torch.device | str = "cpu", what: str = "checkpoint") -> dict[str, Any]:
+    """Load a checkpoint (or model file) without executing code from it (weights_only=True)."""
     if not os.path.isfile(path):
-        raise S2SError(f"checkpoint {path} does not exist")
+        raise S2SError(f"{what} {path} does not exist")
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        state = torch.load(path, map_location=device, weights_only=True)
     except Exception as error:  # truncated, corrupted, or not a checkpoint at all
         raise S2SError(
-            f"cannot read checkpoint {path}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            f"cannot read {what} {path}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
         ) from None
+    if not isinstance(state, dict):
+        raise S2SError(f"{path} is not an s2s {what}: it holds a {type(state).__name__}, not a dict")
+    return state
 
 
 def checkpoint_path(run_dir: str, which: str = "last") -> str:
@@ -98,7 +101,7 @@ def resolve_checkpoint(run: str | None, which: str = "best", search_root: str = 
         run_dir = os.path.dirname(os.path.dirname(os.path.abspath(run)))
         return run_dir, run
     if not os.path.isdir(run):
-        raise S2SError(f"run={run} is neither a run directory nor a checkpoint file")
+        raise S2SError(f"{run} is neither a run directory, a checkpoint file nor a model file")
     path = named_checkpoint_path(run, which)
     if not os.path.isfile(path) and which == "best":
         path = checkpoint_path(run, "last")

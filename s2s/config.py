@@ -236,3 +236,8 @@ def config_from_dict(values: dict) -> Config:
     """Rebuild a typed Config from the plain dict stored in a checkpoint."""
     merged = OmegaConf.merge(OmegaConf.structured(Config), values)
     return OmegaConf.to_object(merged)  # type: ignore[return-value]
+
+
+def config_as_dict(cfg: Config) -> dict:
+    """The config as plain types (enums as strings), safe inside a weights_only checkpoint or model file."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)  # type: ignore[return-value]

@@ -216,7 +216,7 @@ def test_resolve_checkpoint_errors(tmp_path):
     missing = str(tmp_path / "nope")
     with pytest.raises(S2SError, match="nope") as info:
         resolve_checkpoint(missing)
-    assert "neither a run directory nor a checkpoint" in str(info.value)
+    assert "neither a run directory, a checkpoint file nor a model file" in str(info.value)
     empty_run = tmp_path / "empty-run"
     empty_run.mkdir()
     with pytest.raises(S2SError, match="no checkpoint in"):

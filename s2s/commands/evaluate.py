@@ -1,4 +1,4 @@
-"""`python -m s2s.evaluate [run=PATH] [split=NAME]` or `python -m s2s.evaluate hyp=FILE ref=FILE`
+"""`python -m s2s.evaluate [model=PATH] [split=NAME]` or `python -m s2s.evaluate hyp=FILE ref=FILE`
 
 Translates a split of the run's corpus (default: its test split) and scores it with
 sacrebleu, or scores existing hypothesis and reference files. Prints BLEU and chrF
@@ -22,7 +22,8 @@ USAGE = (
     __doc__
     + """
 Options (key=value):
-  run=PATH           training run directory or checkpoint (default: the latest run under outputs/)
+  model=PATH         a run directory, checkpoint or model file (run=PATH is the same; default: the
+                     latest run under outputs/); a model file reads the corpus its card names, or data_dir
   checkpoint=best    best | last | averaged (python -m s2s.average) | step-N (trainer.keep_checkpoints)
   split=NAME         corpus split to translate (default: the run's data.test_split)
   data_dir=PATH      read the corpus from here instead of the run's data.dir
@@ -39,7 +40,7 @@ Options (key=value):
 
 @dataclass
 class EvaluateOptions:
-    run: str | None = None  # run directory or checkpoint
+    model: str | None = None  # run directory, checkpoint or model file
     checkpoint: str = "best"  # best | last | averaged | step-N
     split: str | None = None  # default: the run's data.test_split
     data_dir: str | None = None  # default: the run's data.dir
@@ -65,7 +66,9 @@ def read_lines(path: str) -> list[str]:
 
 def translate_split(options: EvaluateOptions, search: list[str]) -> tuple[list[str], dict, str]:
     """Translate the run's split and score it: (hypotheses, metrics, what was scored)."""
-    translator, cfg, run_dir = load_translator(options.run, options.checkpoint, options.device, search, options.reverse)
+    translator, cfg, run_dir = load_translator(
+        options.model, options.checkpoint, options.device, search, options.reverse
+    )
     if options.data_dir is not None:
         cfg.data.dir = options.data_dir
     split = options.split or cfg.data.test_split

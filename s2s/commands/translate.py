@@ -1,4 +1,4 @@
-"""`python -m s2s.translate [--run PATH] [--beam-size 5 ...] < input.txt > output.txt`
+"""`python -m s2s.translate [--model PATH] [--beam-size 5 ...] < input.txt > output.txt`
 
 Reads UTF-8 text, one sentence per line, and writes exactly one detokenized
 translation per input line, in order, whatever the line holds: blank lines give
@@ -28,7 +28,8 @@ USAGE = (
     __doc__
     + """
 Options, as --flag VALUE or key=value (--foo-bar X is foo_bar=X):
-  --run PATH               training run directory or checkpoint file (default: the latest run under outputs/)
+  --model PATH             a run directory, a checkpoint file or a model file (python -m s2s.export);
+                           --run PATH is the same (default: the latest run under outputs/)
   --checkpoint best        best | last | averaged (python -m s2s.average) | step-N (trainer.keep_checkpoints)
   --device auto            auto | cpu | cuda | cuda:N
   --chunk-lines 1000       lines read and translated at a time
@@ -67,7 +68,7 @@ class LongLines(str, Enum):
 
 @dataclass
 class TranslateOptions:
-    run: str | None = None  # run directory or checkpoint (default: latest under outputs/)
+    model: str | None = None  # run directory, checkpoint or model file (default: latest run under outputs/)
     checkpoint: str = "best"  # best | last | averaged | step-N
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     chunk_lines: int = 1000  # lines per chunk
@@ -128,7 +129,7 @@ def translate_stream(
     log = log if log is not None else sys.stderr
     check_options(options)
     translator, cfg, _ = load_translator(
-        options.run, options.checkpoint, options.device, search_overrides, options.reverse
+        options.model, options.checkpoint, options.device, search_overrides, options.reverse
     )
     translator.generator.manual_seed(options.seed)
     max_tokens = options.max_input_tokens if options.max_input_tokens is not None else cfg.data.max_len

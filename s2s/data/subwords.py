@@ -165,6 +165,27 @@ def load_tokenizers(run_dir: str) -> Tokenizers:
     )
 
 
+def tokenizer_protos(tokenizers: Tokenizers) -> dict[str, bytes]:
+    """The serialized sentencepiece model(s), by the file name a run directory gives them."""
+    if tokenizers.src is tokenizers.tgt:
+        return {JOINT_FILE: tokenizers.src.serialized_model_proto()}
+    return {SRC_FILE: tokenizers.src.serialized_model_proto(), TGT_FILE: tokenizers.tgt.serialized_model_proto()}
+
+
+def tokenizers_from_protos(protos: dict[str, bytes]) -> Tokenizers:
+    """Tokenizers from `tokenizer_protos` output (as a model file stores them)."""
+    try:
+        if JOINT_FILE in protos:
+            joint = spm.SentencePieceProcessor(model_proto=protos[JOINT_FILE])
+            return Tokenizers(src=joint, tgt=joint)
+        return Tokenizers(
+            src=spm.SentencePieceProcessor(model_proto=protos[SRC_FILE]),
+            tgt=spm.SentencePieceProcessor(model_proto=protos[TGT_FILE]),
+        )
+    except (KeyError, RuntimeError, TypeError) as error:
+        raise S2SError(f"the stored sentencepiece model cannot be read: {type(error).__name__}: {error}") from None
+
+
 def tokenizer_files(run_dir: str) -> list[str]:
     """The sentencepiece files present in a run directory."""
     return [

@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 from dataclasses import dataclass
 
 import torch
 from omegaconf import OmegaConf
 from typing_extensions import Unpack
 
-from s2s.checkpoint import load, resolve_checkpoint
 from s2s.config import Config, Precision, SearchConfig, config_from_dict
 from s2s.config_checks import check_search
 from s2s.data.batching import Batch, make_batch, pad
-from s2s.data.subwords import Tokenizers, load_tokenizers
+from s2s.data.subwords import Tokenizers
 from s2s.data.text import clean, split_spans
 from s2s.decoding.options import SEARCH_OPTIONS, DecodingOptions, check_decoding_options, check_max_input_tokens
 from s2s.decoding.rerank import rerank_hypotheses
@@ -29,6 +27,7 @@ from s2s.errors import S2SError
 from s2s.model.build import build_model
 from s2s.model.int8 import int8_copy
 from s2s.model.seq2seq import Seq2Seq
+from s2s.model_file import ModelSource, read_model
 from s2s.precision import resolve_precision
 from s2s.special_tokens import BOS
 
@@ -285,29 +284,33 @@ def override_search(search: SearchConfig, overrides: list[str]) -> SearchConfig:
 
 
 def load_translator(
-    run: str | None,
+    model: str | None,
     which: str = "best",
     device: str = "auto",
     search_overrides: list[str] | None = None,
     reverse: bool = False,
 ) -> tuple[Translator, Config, str]:
-    """A Translator for a training run (directory or checkpoint); also returns its config and run dir.
+    """A Translator for a run directory, checkpoint or model file; also returns its config and origin.
 
-    `reverse` translates data.tgt_lang -> data.src_lang with a model trained in both directions;
-    the returned config then has the two languages swapped, as a run in that direction would.
+    The origin is the run directory, or the model file. `reverse` translates data.tgt_lang ->
+    data.src_lang with a model trained in both directions; the returned config then has the two
+    languages swapped, as a run in that direction would.
     """
-    run_dir, path = resolve_checkpoint(run, which)
     target = pick_device(device)
-    state = load(path, target)
-    if "model" not in state or "config" not in state:
-        raise S2SError(f"{path} is not an s2s checkpoint (no model or config inside)")
-    cfg = config_from_dict(state["config"])
-    tokenizers = load_tokenizers(run_dir if os.path.isdir(run_dir) else os.path.dirname(path))
+    return translator_for(read_model(model, which, target), target, search_overrides, reverse)
+
+
+def translator_for(
+    source: ModelSource, device: torch.device, search_overrides: list[str] | None = None, reverse: bool = False
+) -> tuple[Translator, Config, str]:
+    """A Translator for weights, config and tokenizers already read (see `load_translator`)."""
+    cfg = config_from_dict(source.config)
+    tokenizers = source.tokenizers
     if reverse:
         if not cfg.data.both_directions:
             raise S2SError(
                 "reverse=true needs a model trained with data.both_directions=true; "
-                f"{path} translates {cfg.data.src_lang}->{cfg.data.tgt_lang} only"
+                f"{source.checkpoint_path} translates {cfg.data.src_lang}->{cfg.data.tgt_lang} only"
             )
         cfg.data.src_lang, cfg.data.tgt_lang = cfg.data.tgt_lang, cfg.data.src_lang
     reverse_tag = tokenizers.reverse_tag(cfg.data.src_lang, cfg.data.both_directions)
@@ -319,16 +322,16 @@ def load_translator(
         tokenizers.tgt.get_piece_size(),
         joint_vocabulary=tokenizers.src is tokenizers.tgt,
     )
-    model.load_state_dict(state["model"])
+    model.load_state_dict(source.weights)
     search = override_search(cfg.search, search_overrides or [])
     translator = Translator(
         model,
         tokenizers,
         search,
-        target,
+        device,
         cfg.data.lowercase,
         reverse_tag,
         config=cfg,
         max_input_tokens=cfg.data.max_len,
     )
-    return translator, cfg, run_dir
+    return translator, cfg, source.origin

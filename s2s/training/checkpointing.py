@@ -16,22 +16,16 @@ from dataclasses import asdict
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
 from torch.optim.swa_utils import AveragedModel
 
 from s2s import checkpoint
-from s2s.config import Config, TrainerConfig
+from s2s.config import Config, TrainerConfig, config_as_dict
 from s2s.errors import S2SError
 from s2s.training.distributed import World
 from s2s.training.progress import Progress
 from s2s.training.schedule import LearningRateSchedule
 
 log = logging.getLogger("s2s.train")
-
-
-def config_as_dict(cfg: Config) -> dict[str, Any]:
-    """The config as plain types (enums as strings), safe inside a weights_only checkpoint."""
-    return OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)  # type: ignore[return-value]
 
 
 def resume_source(cfg: TrainerConfig, run_dir: str) -> str | None:

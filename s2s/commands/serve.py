@@ -1,0 +1,138 @@
+"""`python -m s2s.serve --model PATH [--host 127.0.0.1] [--port 8080]`: an HTTP translation server.
+
+Serves one model (a model file from `python -m s2s.export`, a run directory or a checkpoint)
+over HTTP with FastAPI on uvicorn: POST /v1/translate, GET /v1/model, GET /health, and the
+OpenAPI schema at /docs and /openapi.json. Lines of concurrent requests are decoded together
+(dynamic batching) by one model worker. SIGTERM or Ctrl-C stops accepting connections,
+answers the requests in flight, and exits 0. docs/serving.md describes the API and its limits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass, fields
+
+import torch
+
+from s2s.arguments import parse_overrides
+from s2s.checkpoint import check_name as check_checkpoint_name
+from s2s.errors import S2SError, user_errors_exit
+
+USAGE = (
+    __doc__
+    + """
+Options, as --flag VALUE or key=value:
+  --model PATH               model file, run directory or checkpoint (--run is the same; default: the latest run)
+  --checkpoint best          best | last | averaged | step-N (a run directory only)
+  --host 127.0.0.1           the address to listen on (0.0.0.0: every interface)
+  --port 8080                the port (0: any free port, printed at start)
+  --device auto              auto | cpu | cuda | cuda:N
+  --precision fp32           fp32 | bf16 | auto | int8, the decoding precision (as for s2s.translate)
+  --threads 0                torch CPU threads (0: torch's default, one per core)
+  --max-batch-sentences 64   lines decoded together at most
+  --max-wait-ms 5            how long the worker waits for more requests to fill a batch
+  --max-queue 2048           lines waiting at most; beyond it requests get 503 with Retry-After
+  --max-lines 64             lines per request (413 beyond)
+  --max-line-chars 2000      characters per line (413 beyond)
+  --max-body-bytes 1000000   request body size (413 beyond)
+  --max-beam-size 16         beam_size and n_best per request (422 beyond)
+  --shutdown-timeout 30      seconds to finish the requests in flight after SIGTERM
+  --access-log               log one line per request (off: at hundreds of requests/s it costs time)
+  search.KEY=VALUE           the model's default decoding settings, as for s2s.translate
+"""
+)
+
+
+@dataclass
+class ServeOptions:
+    model: str | None = None  # model file, run directory or checkpoint
+    checkpoint: str = "best"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    device: str = "auto"
+    precision: str = "fp32"
+    threads: int = 0
+    max_batch_sentences: int = 64
+    max_wait_ms: float = 5.0
+    max_queue: int = 2048
+    max_lines: int = 64
+    max_line_chars: int = 2000
+    max_body_bytes: int = 1_000_000
+    max_beam_size: int = 16
+    shutdown_timeout: float = 30.0
+    access_log: bool = False
+
+
+def check_options(options: ServeOptions) -> None:
+    check_checkpoint_name(options.checkpoint)
+    if not 0 <= options.port <= 65535:
+        raise S2SError(f"--port {options.port} must be between 0 and 65535")
+    for name in ("max_batch_sentences", "max_queue", "max_lines", "max_line_chars", "max_body_bytes", "max_beam_size"):
+        if getattr(options, name) < 1:
+            raise S2SError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(options, name)}")
+    if options.max_wait_ms < 0 or options.shutdown_timeout < 0 or options.threads < 0:
+        raise S2SError("--max-wait-ms, --shutdown-timeout and --threads must not be negative")
+    if options.max_queue < options.max_lines:
+        raise S2SError(f"--max-queue {options.max_queue} must hold at least one request (--max-lines)")
+
+
+def serve(options: ServeOptions, search_overrides: list[str]) -> None:
+    """Load the model and serve until SIGTERM or Ctrl-C."""
+    check_options(options)
+    try:
+        import uvicorn
+
+        from s2s.serving.app import ServeLimits, make_app
+    except ImportError as error:
+        raise S2SError(f"the server needs FastAPI and uvicorn ({error.name} is missing): pip install 's2s[serve]'")
+    from s2s.commands.export import model_card
+    from s2s.config import config_from_dict
+    from s2s.decoding.translator import translator_for
+    from s2s.device import pick_device
+    from s2s.model_file import read_model
+
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    device = pick_device(options.device)
+    source = read_model(options.model, options.checkpoint, device)
+    overrides = search_overrides + [f"precision={options.precision}"]
+    translator, cfg, origin = translator_for(source, device, overrides)
+    name = os.path.basename(os.path.normpath(origin))
+    card = dict(source.card) or model_card(name, source, config_from_dict(source.config), "fp32")
+    card["decoding"] = {"device": str(device), "precision": options.precision}
+    limits = ServeLimits(**{f.name: getattr(options, f.name) for f in fields(ServeLimits) if hasattr(options, f.name)})
+    app = make_app(translator, card, limits)
+    logging.getLogger("s2s").info("serving %s (%s -> %s)", origin, cfg.data.src_lang, cfg.data.tgt_lang)
+    # uvicorn drains on SIGTERM / SIGINT, then raises the signal again for the handler it found
+    # installed; a handler that does nothing makes that a normal return, so the exit status is 0.
+    previous = {sig: signal.signal(sig, _drained) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        uvicorn.run(
+            app,
+            host=options.host,
+            port=options.port,
+            log_level="info",
+            access_log=options.access_log,
+            timeout_graceful_shutdown=options.shutdown_timeout or None,
+        )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _drained(signum: int, frame: object) -> None:
+    """The stop signal, handed back by uvicorn after it answered the requests in flight."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s", stream=sys.stderr)
+    with user_errors_exit():
+        options, search = parse_overrides(sys.argv[1:] if argv is None else argv, ServeOptions, USAGE)
+        serve(options, search)
+
+
+if __name__ == "__main__":
+    main()
