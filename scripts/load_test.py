@@ -97,6 +97,16 @@ def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen:
     raise SystemExit("error: the server did not start within 120 s")
 
 
+def server_health(port: int) -> dict:
+    """GET /health: the server's batch counts."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("GET", "/health")
+        return json.loads(connection.getresponse().read())
+    finally:
+        connection.close()
+
+
 def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
@@ -208,7 +218,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         for clients in [int(c) for c in args.clients.split(",")]:
             for size in [int(s) for s in args.batch_lines.split(",")]:
+                before = server_health(port)
                 result = Load(port, lines, expected, clients, size, args, server.pid).run()
+                after = server_health(port)
+                batches = after["batches"] - before["batches"]
+                result["mean_batch_lines"] = round((after["lines"] - before["lines"]) / max(batches, 1), 2)
                 memory.append(rss_mb(server.pid))
                 results.append(result)
                 print(json.dumps(result), flush=True)

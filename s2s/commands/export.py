@@ -74,7 +74,7 @@ def export(options: ExportOptions, search_overrides: list[str], log: Any = None)
     cfg.search = override_search(cfg.search, search_overrides)
     config = config_as_dict(cfg)
     name = options.name or os.path.splitext(os.path.basename(options.out))[0]
-    card = model_card(name, source, cfg, options.precision)
+    card = model_card(name, source, cfg, options)
     payload = model_file_payload(source, options.precision, card, config)
     if options.scores:
         stored = source_from_payload(payload, options.out)
@@ -89,7 +89,7 @@ def export(options: ExportOptions, search_overrides: list[str], log: Any = None)
     return card
 
 
-def model_card(name: str, source: ModelSource, cfg: Config, storage: str) -> dict[str, Any]:
+def model_card(name: str, source: ModelSource, cfg: Config, options: ExportOptions) -> dict[str, Any]:
     """What a user of the file needs to know about it, without running it."""
     import s2s
 
@@ -106,7 +106,7 @@ def model_card(name: str, source: ModelSource, cfg: Config, storage: str) -> dic
         "training_data": {
             "name": data.name,
             "format": data.format.value,
-            "location": data.hub_name or data.dir,
+            "location": data.hub_name if data.format.value == "hub" else (options.data_dir or data.dir),
             "train_split": data.train_split,
         },
         "checkpoint": os.path.basename(source.checkpoint_path),
@@ -124,7 +124,7 @@ def model_card(name: str, source: ModelSource, cfg: Config, storage: str) -> dic
             "source_size": source.tokenizers.src.get_piece_size(),
             "target_size": source.tokenizers.tgt.get_piece_size(),
         },
-        "storage": storage,
+        "storage": options.precision,
         "search": config_as_dict(cfg)["search"],
     }
 

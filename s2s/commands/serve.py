@@ -13,7 +13,9 @@ import logging
 import os
 import signal
 import sys
+import threading
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 
@@ -88,7 +90,7 @@ def serve(options: ServeOptions, search_overrides: list[str]) -> None:
         from s2s.serving.app import ServeLimits, make_app
     except ImportError as error:
         raise S2SError(f"the server needs FastAPI and uvicorn ({error.name} is missing): pip install 's2s[serve]'")
-    from s2s.commands.export import model_card
+    from s2s.commands.export import ExportOptions, model_card
     from s2s.config import config_from_dict
     from s2s.decoding.translator import translator_for
     from s2s.device import pick_device
@@ -96,35 +98,58 @@ def serve(options: ServeOptions, search_overrides: list[str]) -> None:
 
     if options.threads:
         torch.set_num_threads(options.threads)
+
     device = pick_device(options.device)
     source = read_model(options.model, options.checkpoint, device)
     overrides = search_overrides + [f"precision={options.precision}"]
     translator, cfg, origin = translator_for(source, device, overrides)
     name = os.path.basename(os.path.normpath(origin))
-    card = dict(source.card) or model_card(name, source, config_from_dict(source.config), "fp32")
+    card = dict(source.card) or model_card(name, source, config_from_dict(source.config), ExportOptions())
     card["decoding"] = {"device": str(device), "precision": options.precision}
     limits = ServeLimits(**{f.name: getattr(options, f.name) for f in fields(ServeLimits) if hasattr(options, f.name)})
     app = make_app(translator, card, limits)
     logging.getLogger("s2s").info("serving %s (%s -> %s)", origin, cfg.data.src_lang, cfg.data.tgt_lang)
-    # uvicorn drains on SIGTERM / SIGINT, then raises the signal again for the handler it found
-    # installed; a handler that does nothing makes that a normal return, so the exit status is 0.
-    previous = {sig: signal.signal(sig, _drained) for sig in (signal.SIGTERM, signal.SIGINT)}
+    config = uvicorn.Config(
+        app,
+        host=options.host,
+        port=options.port,
+        log_level="info",
+        access_log=options.access_log,
+        timeout_graceful_shutdown=options.shutdown_timeout or None,
+    )
+    run_until_stopped(uvicorn.Server(config), app.state.batcher, f"{options.host}:{options.port}")
+
+
+def run_until_stopped(server: Any, batcher: Any, address: str) -> None:
+    """HTTP on a thread of its own, the model on this one, until SIGTERM or Ctrl-C.
+
+    torch's CPU thread pool slows down when a second thread starts using it, so the model is
+    used only by the thread that loaded it. A stop signal makes uvicorn stop accepting
+    connections and answer the requests in flight (the model keeps decoding for them); then
+    the app's shutdown stops the batcher, whose loop returns once its queue is empty.
+    """
+
+    def serve_http() -> None:
+        try:
+            server.run()
+        finally:  # also when uvicorn could not start (the port is taken): the model loop must end too
+            batcher.stop(wait=False)
+
+    def stop(signum: int, frame: object) -> None:
+        server.force_exit = server.should_exit and signum == signal.SIGINT  # a second Ctrl-C: stop now
+        server.should_exit = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    http = threading.Thread(target=serve_http, name="s2s-http")
     try:
-        uvicorn.run(
-            app,
-            host=options.host,
-            port=options.port,
-            log_level="info",
-            access_log=options.access_log,
-            timeout_graceful_shutdown=options.shutdown_timeout or None,
-        )
+        http.start()
+        batcher.run()
+        http.join()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-def _drained(signum: int, frame: object) -> None:
-    """The stop signal, handed back by uvicorn after it answered the requests in flight."""
+    if not server.started:
+        raise S2SError(f"the server could not listen on {address} (see the log above)")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,7 +7,6 @@ field), 503 with Retry-After when the queue is full or the server is shutting do
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import re
@@ -67,7 +66,8 @@ class TranslateResponse(BaseModel):
 
 
 def make_app(translator: Translator, card: dict[str, Any], limits: ServeLimits) -> FastAPI:
-    """The FastAPI app around one translator, decoding on one worker thread through a Batcher."""
+    """The FastAPI app around one translator, decoding through a Batcher (`app.state.batcher`),
+    whose worker the caller runs (`batcher.run()` or `batcher.start()`)."""
     name = str(card.get("name", "s2s"))
 
     def translate(lines: list[str], options: dict[str, Any]) -> list[Translation]:
@@ -77,10 +77,10 @@ def make_app(translator: Translator, card: dict[str, Any], limits: ServeLimits) 
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        batcher.start()
         yield
-        # uvicorn comes here on SIGTERM after the requests in flight are answered
-        await asyncio.get_running_loop().run_in_executor(None, batcher.stop)
+        # uvicorn comes here on shutdown once the requests in flight are answered; the worker
+        # (`batcher.run` on the serving process's main thread) then ends
+        batcher.stop(wait=False)
 
     app = FastAPI(
         title="s2s translation server",
@@ -97,8 +97,18 @@ def make_app(translator: Translator, card: dict[str, Any], limits: ServeLimits) 
         return JSONResponse(status_code=422, content={"detail": detail})
 
     @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    async def health() -> dict[str, Any]:
+        """Alive, with the batcher's counts: lines waiting, batches decoded, their mean and largest size."""
+        stats = batcher.stats
+        mean = stats.lines / stats.batches if stats.batches else 0.0
+        return {
+            "status": "ok",
+            "queued_lines": batcher.queued_lines,
+            "batches": stats.batches,
+            "lines": stats.lines,
+            "mean_batch_lines": round(mean, 2),
+            "largest_batch_lines": stats.largest,
+        }
 
     @app.get("/v1/model")
     async def model_card() -> dict[str, Any]:

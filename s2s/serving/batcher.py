@@ -1,4 +1,4 @@
-"""Dynamic batching: lines from concurrent requests decoded together by one model worker thread.
+"""Dynamic batching: lines from concurrent requests decoded together by one model worker.
 
 A request's lines join a bounded queue. The worker takes the oldest request, waits at most
 `max_wait` seconds for more requests with the same decoding options until `max_sentences`
@@ -62,7 +62,13 @@ class Batcher:
         self.worker = threading.Thread(target=self._work, name="s2s-model-worker", daemon=True)
 
     def start(self) -> None:
+        """Decode on a thread of its own (see `run` for decoding on the calling thread)."""
         self.worker.start()
+
+    def run(self) -> None:
+        """Decode on the calling thread until `stop`: for a process whose torch work all runs on one
+        thread (torch's CPU thread pool slows down when a second thread starts using it)."""
+        self._work()
 
     def submit(self, lines: list[str], options: dict[str, Any]) -> asyncio.Future:
         """Queue a request (on the event loop); its future gets one Translation per line."""
@@ -81,12 +87,12 @@ class Batcher:
             self.ready.notify()
         return future
 
-    def stop(self, timeout: float | None = None) -> None:
-        """Decode what is queued, then end the worker."""
+    def stop(self, timeout: float | None = None, wait: bool = True) -> None:
+        """Decode what is queued, then end the worker (waiting for its thread unless `wait` is false)."""
         with self.ready:
             self.stopping = True
             self.ready.notify()
-        if self.worker.is_alive():
+        if wait and self.worker.is_alive():
             self.worker.join(timeout)
 
     def _work(self) -> None:
