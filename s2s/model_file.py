@@ -97,6 +97,9 @@ def model_file_payload(
 def write_model_file(payload: dict[str, Any], path: str) -> None:
     """Write atomically: a crash leaves the old file or the new one, never half of one."""
     checkpoint.save_atomic(payload, path, what="model file")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)  # a file to hand on: readable as any new file is, not private like mkstemp's
 
 
 def source_from_payload(payload: dict[str, Any], origin: str) -> ModelSource:

@@ -199,6 +199,7 @@ class Load:
             "server_rss_mb_first_max_last": [round(m, 1) for m in (self.rss[0], max(self.rss), self.rss[-1])]
             if self.rss
             else None,
+            "server_rss_mb_every_10_s": [round(m, 1) for m in self.rss[::10]],
         }
 
 

@@ -123,3 +123,27 @@ def test_stop_decodes_what_is_queued_then_refuses():
     batcher.start()
     asyncio.run(scenario())
     assert not batcher.worker.is_alive()
+
+
+def test_run_decodes_on_the_calling_thread_until_stopped():
+    threads: list[str] = []
+
+    def translate(lines: list[str], options: dict) -> list[Translation]:
+        threads.append(threading.current_thread().name)
+        return [Translation(line.upper(), [(line.upper(), 0.0)], [], []) for line in lines]
+
+    batcher = Batcher(translate, max_sentences=64, max_wait=0.05, max_queue=100)
+    results: list = []
+
+    def client() -> None:
+        async def scenario() -> None:
+            results.append([t.text for t in await batcher.submit(["a", "b"], {})])
+
+        asyncio.run(scenario())
+        batcher.stop(wait=False)
+
+    other = threading.Thread(target=client, name="client")
+    other.start()
+    batcher.run()  # returns once the client has stopped it
+    other.join(5)
+    assert results == [["A", "B"]] and threads == [threading.current_thread().name]
