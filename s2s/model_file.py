@@ -55,11 +55,13 @@ def read_model(path: str | None, which: str = "best", device: torch.device | str
     With no path, the most recent run under outputs/.
     """
     if path is not None and os.path.isfile(path):
+        ckpt_path, run_dir = path, os.path.dirname(os.path.dirname(os.path.abspath(path)))
         state = checkpoint.load(path, device, what="model file or checkpoint")
         if state.get("format") == FORMAT:
             return _from_model_file(state, path)
-    run_dir, ckpt_path = checkpoint.resolve_checkpoint(path, which)
-    state = checkpoint.load(ckpt_path, device)
+    else:
+        run_dir, ckpt_path = checkpoint.resolve_checkpoint(path, which)
+        state = checkpoint.load(ckpt_path, device)
     if "model" not in state or "config" not in state:
         raise S2SError(f"{ckpt_path} is neither an s2s checkpoint nor an s2s model file (no model or config inside)")
     tokenizer_dir = run_dir if os.path.isdir(run_dir) else os.path.dirname(ckpt_path)

@@ -12,9 +12,10 @@ import sys
 from dataclasses import dataclass
 
 from s2s.arguments import parse_overrides
+from s2s.config import Config
 from s2s.data.corpus import load_split
 from s2s.decoding.scoring import translate_and_score
-from s2s.decoding.translator import load_translator
+from s2s.decoding.translator import Translator, load_translator
 from s2s.errors import S2SError, user_errors_exit
 from s2s.metrics import score
 
@@ -72,16 +73,24 @@ def translate_split(options: EvaluateOptions, search: list[str]) -> tuple[list[s
     if options.data_dir is not None:
         cfg.data.dir = options.data_dir
     split = options.split or cfg.data.test_split
+    hypotheses, metrics, count = score_split(translator, cfg, split, options.lang)
+    return hypotheses, metrics, f"{run_dir} split {split!r} ({count} sentences)"
+
+
+def score_split(
+    translator: Translator, cfg: Config, split: str, lang: str | None = None
+) -> tuple[list[str], dict, int]:
+    """(hypotheses, metrics, sentences) of a split of cfg.data, translated whole; Moses-tokenized BLEU
+    in `lang`, by default the target language (none for the dates task)."""
     dataset = load_split(cfg.data, split, cfg.seed)
     sources, references = list(dataset["src"]), list(dataset["tgt"])
-    what = f"{run_dir} split {split!r} ({len(sources)} sentences)"
     if not references:
-        raise S2SError(f"nothing to score in {what}")
-    language = options.lang or (cfg.data.tgt_lang if cfg.data.format.value != "dates" else None)
+        raise S2SError(f"nothing to score in split {split!r}")
+    language = lang or (cfg.data.tgt_lang if cfg.data.format.value != "dates" else None)
     hypotheses, metrics = translate_and_score(
         translator, sources, references, moses_lang=language, description=f"translate {split}"
     )
-    return hypotheses, metrics, what
+    return hypotheses, metrics, len(sources)
 
 
 def evaluate(options: EvaluateOptions, search: list[str]) -> dict:

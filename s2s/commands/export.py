@@ -20,9 +20,8 @@ from typing import Any
 
 from s2s.arguments import parse_overrides
 from s2s.checkpoint import check_name as check_checkpoint_name
+from s2s.commands.evaluate import score_split
 from s2s.config import Config, config_as_dict, config_from_dict
-from s2s.data.corpus import load_split
-from s2s.decoding.scoring import translate_and_score
 from s2s.decoding.translator import override_search, translator_for
 from s2s.device import pick_device
 from s2s.errors import S2SError, user_errors_exit
@@ -132,23 +131,16 @@ def model_card(name: str, source: ModelSource, cfg: Config, options: ExportOptio
 def split_scores(source: ModelSource, cfg: Config, options: ExportOptions, device: Any, log: Any) -> dict:
     """BLEU and chrF (with signatures) of the validation and test splits, decoded from `source`."""
     translator, _, _ = translator_for(source, device)
-    data = dataclasses.replace(cfg.data, dir=options.data_dir or cfg.data.dir)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, dir=options.data_dir or cfg.data.dir))
     scores = {}
-    for split in dict.fromkeys((data.valid_split, data.test_split)):
+    for split in dict.fromkeys((cfg.data.valid_split, cfg.data.test_split)):
         try:
-            dataset = load_split(data, split, cfg.seed)
+            _, metrics, count = score_split(translator, cfg, split)
         except S2SError as error:
             raise S2SError(f"cannot score split {split!r} for the card ({error}); give --data-dir or --scores false")
-        language = data.tgt_lang if data.format.value != "dates" else None
-        _, metrics = translate_and_score(
-            translator, list(dataset["src"]), list(dataset["tgt"]), moses_lang=language, description=f"score {split}"
-        )
         scores[split] = {k: v for k, v in metrics.items() if k.startswith(("bleu", "chrf"))}
-        scores[split]["sentences"] = len(dataset["src"])
-        print(
-            f"{split}: BLEU {metrics['bleu']:.2f} chrF {metrics['chrf']:.2f} ({len(dataset['src'])} sentences)",
-            file=log,
-        )
+        scores[split]["sentences"] = count
+        print(f"{split}: BLEU {metrics['bleu']:.2f} chrF {metrics['chrf']:.2f} ({count} lines)", file=log)
     return scores
 
 

@@ -31,12 +31,17 @@ async def _gather(batcher: Batcher, requests: list[tuple[list[str], dict]]) -> l
     return [[t.text for t in result] for result in await asyncio.gather(*futures)]
 
 
-def _run(batcher: Batcher, requests: list[tuple[list[str], dict]]) -> list[list[str]]:
+def _on_worker_thread(batcher: Batcher, scenario):
+    """Run the coroutine function `scenario` against the batcher decoding on its own thread."""
     batcher.start()
     try:
-        return asyncio.run(_gather(batcher, requests))
+        return asyncio.run(scenario())
     finally:
         batcher.stop(5)
+
+
+def _run(batcher: Batcher, requests: list[tuple[list[str], dict]]) -> list[list[str]]:
+    return _on_worker_thread(batcher, lambda: _gather(batcher, requests))
 
 
 def test_concurrent_requests_share_one_batch_and_get_their_own_lines():
@@ -84,11 +89,7 @@ def test_a_full_queue_refuses_and_an_empty_request_needs_no_worker():
         gate.set()
         assert [t.text for t in await first] == ["A", "B", "C"]
 
-    batcher.start()
-    try:
-        asyncio.run(scenario())
-    finally:
-        batcher.stop(5)
+    _on_worker_thread(batcher, scenario)
 
 
 def test_a_failed_batch_fails_each_of_its_requests():
@@ -102,11 +103,7 @@ def test_a_failed_batch_fails_each_of_its_requests():
         for outcome in await asyncio.gather(*futures, return_exceptions=True):
             assert isinstance(outcome, RuntimeError)
 
-    batcher.start()
-    try:
-        asyncio.run(scenario())
-    finally:
-        batcher.stop(5)
+    _on_worker_thread(batcher, scenario)
 
 
 def test_stop_decodes_what_is_queued_then_refuses():
