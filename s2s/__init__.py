@@ -12,7 +12,7 @@ __version__ = "0.2.0"
 from s2s.api import evaluate, load, train  # noqa: E402
 from s2s.config import Config  # noqa: E402
 from s2s.decoding.options import DecodingOptions  # noqa: E402
-from s2s.decoding.translator import Alignment, Translation, Translator  # noqa: E402
+from s2s.decoding.translator import Alignment, Score, Translation, Translator  # noqa: E402
 from s2s.errors import S2SError  # noqa: E402
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "Config",
     "DecodingOptions",
     "S2SError",
+    "Score",
     "Translation",
     "Translator",
     "__version__",

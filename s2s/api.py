@@ -16,28 +16,43 @@ import logging
 import os
 from typing import Any
 
+from s2s.decoding.loading import load_translator
 from s2s.decoding.options import SEARCH_OPTIONS, check_decoding_options
-from s2s.decoding.translator import Translator, load_translator
+from s2s.decoding.translator import Translator
 from s2s.errors import S2SError
 
 LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"  # as the command line's train.log
 
 
 def load(
-    path: str, checkpoint: str = "best", device: str = "auto", *, precision: str = "fp32", reverse: bool = False
+    path: str | list[str],
+    checkpoint: str = "best",
+    device: str = "auto",
+    *,
+    precision: str = "fp32",
+    reverse: bool = False,
+    combine: str = "probs",
 ) -> Translator:
-    """A Translator for a training run directory or a checkpoint file.
+    """A Translator for a training run directory, a checkpoint file or a model file, or for an
+    ensemble of several (a list: one search over their averaged predictions).
 
     checkpoint: best | last | averaged | step-N (ignored when `path` is a checkpoint file).
     device: auto (CUDA when available) | cpu | cuda | cuda:N.
     precision: fp32 | bf16 | auto | int8 (a CPU only), the weights' precision for decoding.
     reverse: translate target to source language with a model trained with data.both_directions.
+    combine: how an ensemble averages its members' next-token distributions: probs (the mean
+    of the probabilities) or log_probs (the renormalized mean of the log-probabilities).
     """
-    if not isinstance(path, (str, os.PathLike)):
+    paths = list(path) if isinstance(path, (list, tuple)) else [path]
+    if not paths or any(not isinstance(p, (str, os.PathLike)) for p in paths):
         raise S2SError(
-            f"s2s.load takes the path of a run directory, checkpoint or model file, got {type(path).__name__}"
+            "s2s.load takes the path of a run directory, checkpoint or model file, or a list of them, "
+            f"got {type(path).__name__}"
         )
-    translator, _, _ = load_translator(os.fspath(path), checkpoint, device, [f"precision={precision}"], reverse)
+    models = [os.fspath(p) for p in paths]
+    translator, _, _ = load_translator(
+        models if len(models) > 1 else models[0], checkpoint, device, [f"precision={precision}"], reverse, combine
+    )
     return translator
 
 

@@ -179,6 +179,7 @@ class SearchConfig:
     sampling: bool = False  # sample instead of searching
     temperature: float = 1.0  # sampling: softmax temperature
     top_k: int = 0  # sampling: keep only the k most likely tokens (0 = all)
+    top_p: float = 1.0  # sampling: keep the fewest most likely tokens whose probabilities sum to p (1 = all)
     batch_size: int = 64  # sentences per decoding batch
     precision: Precision = (
         Precision.fp32

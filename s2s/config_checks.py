@@ -123,6 +123,8 @@ def check_search(cfg: SearchConfig) -> None:
         raise S2SError(f"search.batch_size must be at least 1, got {cfg.batch_size}")
     if cfg.sampling and cfg.temperature <= 0:
         raise S2SError(f"search.temperature must be positive, got {cfg.temperature}")
+    if not 0 < cfg.top_p <= 1:
+        raise S2SError(f"search.top_p must be in (0, 1] (1 = off), got {cfg.top_p}")
     if cfg.reverse_weight < 0:
         raise S2SError(f"search.reverse_weight must be >= 0 (0 = off), got {cfg.reverse_weight}")
     if cfg.reverse_weight and cfg.sampling:

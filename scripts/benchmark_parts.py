@@ -194,7 +194,7 @@ def make_translator(args: argparse.Namespace, run_dir: str, precision: str):
     import torch
 
     from s2s.data.corpus import load_split
-    from s2s.decoding.translator import load_translator
+    from s2s.decoding.loading import load_translator
 
     torch.set_num_threads(args.threads)
     overrides = [

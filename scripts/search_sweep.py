@@ -25,8 +25,9 @@ import time
 
 from s2s.commands.average import average_weights, last_kept
 from s2s.data.corpus import load_split
+from s2s.decoding.loading import load_translator
 from s2s.decoding.scoring import translate_and_score
-from s2s.decoding.translator import Translator, load_translator
+from s2s.decoding.translator import Translator
 from s2s.errors import user_errors_exit
 
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import s2s
+from s2s.precision import bf16_runs
 
 # a word-for-word language pair: a tiny model learns it exactly in a few hundred updates
 LEXICON = {
@@ -185,7 +186,9 @@ def test_load_takes_a_checkpoint_file_and_refuses_a_missing_path(run_dir, tmp_pa
     with pytest.raises(s2s.S2SError):
         s2s.load(str(tmp_path / "nowhere"))
     with pytest.raises(s2s.S2SError, match="path"):
-        s2s.load(["a", "b"])  # type: ignore[arg-type]
+        s2s.load(42)  # type: ignore[arg-type]
+    with pytest.raises(s2s.S2SError, match="or a list of them"):
+        s2s.load([])
 
 
 @pytest.mark.slow
@@ -254,3 +257,94 @@ def test_the_api_functions_survive_importing_the_command_modules():
         importlib.import_module(f"s2s.commands.{name}")
     assert callable(s2s.train) and callable(s2s.evaluate) and s2s.train.__module__ == "s2s.api"
     assert s2s.__version__ == "0.2.0"
+
+
+# ---------------------------------------------------------------- scoring, ensembles, constraints, top-p
+
+
+@pytest.mark.slow
+def test_the_score_of_the_greedy_output_is_its_greedy_score(translator):
+    greedy = translator.translate_detailed(GERMAN, beam_size=1)
+    scored = translator.score(GERMAN, [t.text for t in greedy])
+    assert [s.score for s in scored] == pytest.approx([t.n_best[0][1] for t in greedy], abs=1e-4)
+    for result, translation in zip(scored, greedy):
+        assert isinstance(result, s2s.Score)
+        assert result.pieces == translation.tgt_pieces + ["</s>"]
+        assert len(result.token_scores) == len(result.pieces)
+        assert sum(result.token_scores) == pytest.approx(result.score, abs=1e-5)
+        assert result.per_token == pytest.approx(result.score / len(result.pieces))
+    wrong, eos_only = translator.score(["der Hund läuft"] * 2, ["red big cat", ""])
+    assert wrong.score < scored[0].score and eos_only.pieces == ["</s>"]
+    with pytest.raises(s2s.S2SError, match="2 sources but 1 targets"):
+        translator.score(GERMAN[:2], ENGLISH[:1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("combine", ["probs", "log_probs"])
+def test_an_ensemble_of_a_run_with_itself_translates_and_scores_as_the_run(run_dir, translator, combine):
+    ensemble = s2s.load([run_dir, run_dir], device="cpu", combine=combine)
+    single = translator.translate_detailed(GERMAN, beam_size=3, n_best=3)
+    double = ensemble.translate_detailed(GERMAN, beam_size=3, n_best=3)
+    assert [t.text for t in double] == ENGLISH
+    for one, two in zip(single, double):
+        assert [text for text, _ in two.n_best] == [text for text, _ in one.n_best]
+        assert [score for _, score in two.n_best] == pytest.approx([score for _, score in one.n_best], abs=1e-5)
+    assert [s.score for s in ensemble.score(GERMAN, ENGLISH)] == pytest.approx(
+        [s.score for s in translator.score(GERMAN, ENGLISH)], abs=1e-5
+    )
+    with pytest.raises(s2s.S2SError, match="combine must be probs or log_probs"):
+        s2s.load([run_dir, run_dir], device="cpu", combine="max")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp32", "int8", "bf16"])
+def test_constraints_appear_the_prefix_is_kept_and_avoided_words_never_appear(run_dir, precision):
+    if precision == "bf16" and not bf16_runs(torch.device("cpu")):
+        pytest.skip("no bf16 kernels on this CPU")
+    translator = s2s.load(run_dir, device="cpu", precision=precision)
+    lines = ["der Hund läuft", "Katze schläft klein", "rot groß Katze", "der Hund schläft"]
+    constraints = [["cat"], [], ["small dog"], []]
+    prefix = [None, "small", None, "the big"]
+    avoid = [[], ["cat"], [], ["dog", "sleeps"]]
+    results = translator.translate_detailed(lines, constraints=constraints, prefix=prefix, avoid=avoid, beam_size=4)
+    texts = [r.text for r in results]
+    assert "cat" in texts[0].split() and "small dog" in texts[2]
+    assert texts[1].startswith("small") and "cat" not in texts[1].split()
+    assert texts[3].startswith("the big") and not {"dog", "sleeps"} & set(texts[3].split())
+    assert all(r.unmet_constraints == [] for r in results)
+    alone = [
+        translator.translate_detailed([line], constraints=[c], prefix=[p], avoid=[a], beam_size=4)[0].text
+        for line, c, p, a in zip(lines, constraints, prefix, avoid)
+    ]
+    assert alone == texts
+    # a greedy search (beam 1) meets them too
+    assert "cat" in translator.translate_detailed(lines[:1], constraints=constraints[:1])[0].text.split()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"constraints": [["cat"]]}, "constraints has 1 entries for 3 sentences"),
+        ({"avoid": "cat"}, "avoid must be a list with one entry per sentence"),
+        ({"constraints": [["cat"], [""], []]}, "constraints of sentence 2 holds an empty phrase"),
+        ({"constraints": [["cat"], [], []], "avoid": [["cat"], [], []]}, "'cat' is both avoided and required"),
+        ({"prefix": [None, 3, None]}, "prefix of sentence 2 must be text"),
+        ({"constraints": [["cat"], [], []], "sampling": True}, "need search, not sampling"),
+    ],
+)
+def test_bad_constraints_are_refused_with_one_clear_message(translator, arguments, message):
+    with pytest.raises(s2s.S2SError, match=message):
+        translator.translate_detailed(GERMAN, **arguments)
+
+
+@pytest.mark.slow
+def test_top_p_near_zero_samples_the_greedy_output_and_a_seed_repeats_a_sample(translator):
+    greedy = translator.translate_detailed(GERMAN)
+    nucleus = translator.translate_detailed(GERMAN, sampling=True, top_p=1e-6, temperature=2.0, seed=4)
+    assert [t.text for t in nucleus] == [t.text for t in greedy]
+    assert [t.n_best[0][1] for t in nucleus] == pytest.approx([t.n_best[0][1] for t in greedy], abs=1e-5)
+    first = translator.translate(GERMAN * 4, sampling=True, top_p=0.9, temperature=3.0, seed=7)
+    assert first == translator.translate(GERMAN * 4, sampling=True, top_p=0.9, temperature=3.0, seed=7)
+    with pytest.raises(s2s.S2SError, match="top_p must be in"):
+        translator.translate(GERMAN, sampling=True, top_p=0.0)

@@ -5,7 +5,7 @@ import torch
 
 from s2s import precision
 from s2s.config import Precision
-from s2s.decoding.translator import load_translator
+from s2s.decoding.loading import load_translator
 from s2s.errors import S2SError
 from s2s.precision import bf16_runs, resolve_precision
 from tests.conftest import TINY, make_config

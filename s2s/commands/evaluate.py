@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from s2s.arguments import parse_overrides
 from s2s.config import Config
 from s2s.data.corpus import load_split
+from s2s.decoding.loading import load_translator
 from s2s.decoding.scoring import translate_and_score
-from s2s.decoding.translator import Translator, load_translator
+from s2s.decoding.translator import Translator
 from s2s.errors import S2SError, user_errors_exit
 from s2s.metrics import score
 

@@ -22,7 +22,7 @@ from s2s.arguments import parse_overrides
 from s2s.checkpoint import check_name as check_checkpoint_name
 from s2s.commands.evaluate import score_split
 from s2s.config import Config, config_as_dict, config_from_dict
-from s2s.decoding.translator import override_search, translator_for
+from s2s.decoding.loading import override_search, translator_for
 from s2s.device import pick_device
 from s2s.errors import S2SError, user_errors_exit
 from s2s.model_file import STORAGES, ModelSource, model_file_payload, read_model, source_from_payload, write_model_file

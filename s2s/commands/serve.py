@@ -92,7 +92,7 @@ def serve(options: ServeOptions, search_overrides: list[str]) -> None:
         raise S2SError(f"the server needs FastAPI and uvicorn ({error.name} is missing): pip install 's2s[serve]'")
     from s2s.commands.export import ExportOptions, model_card
     from s2s.config import config_from_dict
-    from s2s.decoding.translator import translator_for
+    from s2s.decoding.loading import translator_for
     from s2s.device import pick_device
     from s2s.model_file import read_model
 

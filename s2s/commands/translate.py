@@ -20,8 +20,9 @@ from tqdm import tqdm
 from s2s.arguments import parse_overrides
 from s2s.checkpoint import check_name as check_checkpoint_name
 from s2s.data.text import clean, decode_line
+from s2s.decoding.loading import load_translator
 from s2s.decoding.options import check_max_input_tokens
-from s2s.decoding.translator import Translation, Translator, load_translator
+from s2s.decoding.translator import Translation, Translator
 from s2s.errors import S2SError, user_errors_exit
 
 USAGE = (

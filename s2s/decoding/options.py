@@ -31,6 +31,7 @@ class DecodingOptions(TypedDict, total=False):
     sampling: bool  # sample instead of searching
     temperature: float  # sampling: softmax temperature
     top_k: int  # sampling: keep only the k most likely tokens (0 = all)
+    top_p: float  # sampling: keep the fewest most likely tokens whose probabilities reach p (1 = all)
     batch_size: int  # sentences per decoding batch
     reverse_weight: float  # rerank the beam by the reverse direction (data.both_directions models)
     max_input_tokens: Optional[int]  # source subwords per translation; None = no limit

@@ -21,56 +21,13 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-import torch.nn.functional as F
 
-from s2s.data.batching import make_batch
+from s2s.decoding.forced import sequence_log_probs
 from s2s.decoding.search import Hypothesis
-from s2s.model.seq2seq import Seq2Seq
-from s2s.special_tokens import PAD
-
-
-def _batches(lengths: list[int], order: list[int], vocabulary: int, max_logits: int) -> list[list[int]]:
-    """Consecutive runs of `order` whose (rows x longest target x vocabulary) logits fit `max_logits`."""
-    batches: list[list[int]] = []
-    for i in order:
-        longest = (
-            max(lengths[i], lengths[batches[-1][-1]]) if batches else 0
-        )  # order is by length: the last is the longest
-        if batches and (len(batches[-1]) + 1) * (longest + 1) * vocabulary <= max_logits:
-            batches[-1].append(i)
-        else:
-            batches.append([i])
-    return batches
-
-
-@torch.inference_mode()
-def sequence_log_probs(
-    model: Seq2Seq, sources: list[list[int]], targets: list[list[int]], device: torch.device, max_logits: int = 2**24
-) -> list[float]:
-    """Teacher-forced log p(target | source) per pair of id lists (without EOS; sources as the
-    model reads them, tag included), summed over the target's subwords and EOS. A pair with an
-    empty side scores -inf.
-
-    Pairs go through the model sorted by target length, as many at a time as keep the logits
-    under `max_logits` numbers (64 MiB in fp32): the decoder's loop runs once per batch, so
-    few wide batches are much faster than many narrow ones.
-    """
-    scores = [float("-inf")] * len(sources)
-    usable = sorted(
-        (i for i in range(len(sources)) if sources[i] and targets[i]), key=lambda i: (len(targets[i]), len(sources[i]))
-    )
-    for chunk in _batches([len(t) for t in targets], usable, model.decoder.output.out_features, max_logits):
-        batch = make_batch([sources[i] for i in chunk], [targets[i] for i in chunk], chunk).to(device)
-        logits = model(batch.src, batch.src_lengths, batch.tgt_in)  # (B, T, V)
-        log_probs = F.log_softmax(logits.float(), dim=-1).gather(-1, batch.tgt_out.unsqueeze(-1)).squeeze(-1)  # (B, T)
-        summed = log_probs.masked_fill(batch.tgt_out.eq(PAD), 0.0).sum(dim=1)  # (B,)
-        for i, value in zip(chunk, summed.tolist()):
-            scores[i] = value
-    return scores
 
 
 def reverse_scores(
-    model: Seq2Seq,
+    model,
     sources: list[list[int]],
     candidates: list[list[list[int]]],
     reverse_tag: tuple[int, ...],
@@ -103,7 +60,7 @@ def rerank(beam_scores: list[list[float]], back_scores: list[list[float]], weigh
 
 
 def rerank_hypotheses(
-    model: Seq2Seq,
+    model,
     sources: list[list[int]],
     n_best: list[list[Hypothesis]],
     reverse_tag: tuple[int, ...],

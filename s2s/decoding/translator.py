@@ -11,23 +11,22 @@ import dataclasses
 from dataclasses import dataclass
 
 import torch
-from omegaconf import OmegaConf
 from typing_extensions import Unpack
 
-from s2s.config import Config, Precision, SearchConfig, config_from_dict
+from s2s.config import Config, Precision, SearchConfig
 from s2s.config_checks import check_search
 from s2s.data.batching import Batch, make_batch, pad
 from s2s.data.subwords import Tokenizers
 from s2s.data.text import clean, split_spans
+from s2s.decoding.constraints import SentenceConstraints, encode_constraints
+from s2s.decoding.forced import token_log_probs
 from s2s.decoding.options import SEARCH_OPTIONS, DecodingOptions, check_decoding_options, check_max_input_tokens
 from s2s.decoding.rerank import rerank_hypotheses
 from s2s.decoding.search import Hypothesis, decode
-from s2s.device import pick_device
 from s2s.errors import S2SError
-from s2s.model.build import build_model
+from s2s.model.ensemble import Ensemble
 from s2s.model.int8 import int8_copy
 from s2s.model.seq2seq import Seq2Seq
-from s2s.model_file import ModelSource, read_model
 from s2s.precision import resolve_precision
 from s2s.special_tokens import BOS
 
@@ -58,6 +57,17 @@ class Translation:
     attention: Alignment | None = None  # only when asked for
     src_length: int = 0  # source subwords before any cut
     truncated: bool = False  # the source was cut to max_tokens subwords
+    unmet_constraints: list[str] = dataclasses.field(default_factory=list)  # constraints it could not place
+
+
+@dataclass
+class Score:
+    """A given target's log-probability under the model, as `Translator.score` returns it."""
+
+    score: float  # log p(target | source): the sum over the target's subwords and EOS
+    per_token: float  # score / (subwords + 1)
+    pieces: list[str]  # the target's subwords, then '</s>'
+    token_scores: list[float]  # the log-probability of each piece
 
 
 class Translator:
@@ -80,7 +90,7 @@ class Translator:
 
     def __init__(
         self,
-        model: Seq2Seq,
+        model: Seq2Seq | Ensemble,
         tokenizers: Tokenizers,
         search: SearchConfig,
         device: torch.device,
@@ -91,11 +101,7 @@ class Translator:
     ):
         check_search_settings(search, reverse_tag)
         precision = resolve_precision(search.precision, device, "search.precision", decoding=True)
-        if precision == Precision.bf16:  # a bf16 copy: the caller's model (perhaps still training) stays fp32
-            model = copy.deepcopy(model).to(torch.bfloat16)
-        elif precision == Precision.int8:  # likewise an int8 copy
-            model = int8_copy(model)
-        self.model = model.to(device).eval()
+        self.model = decoding_copy(model, precision).to(device).eval()
         self.tokenizers, self.search, self.device, self.lowercase, self.reverse_tag = (
             tokenizers,
             search,
@@ -108,7 +114,7 @@ class Translator:
 
     @property
     def has_attention(self) -> bool:
-        return self.model.decoder.attention is not None
+        return self.model.has_attention
 
     @property
     def source_lang(self) -> str | None:
@@ -127,7 +133,14 @@ class Translator:
         return [t.text for t in self.translate_detailed(sentences, **options)]
 
     def translate_detailed(
-        self, sentences: list[str], *, attention: bool = False, **options: Unpack[DecodingOptions]
+        self,
+        sentences: list[str],
+        *,
+        constraints: list[list[str]] | None = None,
+        prefix: list[str | None] | None = None,
+        avoid: list[list[str]] | None = None,
+        attention: bool = False,
+        **options: Unpack[DecodingOptions],
     ) -> list[Translation]:
         """One Translation per input sentence, in input order; blank input gives empty output.
 
@@ -141,6 +154,12 @@ class Translator:
         sources longer than its data.max_len in training, so it translates parts of that
         size better than the whole. The k-th of the n-best of a split sentence joins the
         k-th hypotheses of its parts, and its score is their sum.
+
+        `constraints`, `prefix` and `avoid` are lists with one entry per sentence (None or [] for
+        none): phrases that must appear in the translation, text it must start with, phrases it
+        must not contain (s2s/decoding/constraints.py). A constraint that cannot be placed is
+        named in `Translation.unmet_constraints`. A sentence with any of them is translated whole
+        (never split; cut only with long_lines="truncate"), by beam search even at beam_size=1.
         """
         if isinstance(sentences, str):
             raise S2SError("translate takes a list of sentences, not one string: translate([text])")
@@ -148,12 +167,52 @@ class Translator:
         if bad is not None:
             raise S2SError(f"translate takes a list of str; got an item of type {type(bad).__name__}")
         search, max_tokens, split_long, generator = self._call_settings(options)
+        lines = encode_constraints(self.tokenizers.tgt, len(sentences), constraints, prefix, avoid, self.lowercase)
+        if lines is not None and search.sampling:
+            raise S2SError("constraints, prefix and avoid need search, not sampling (search.sampling=false)")
         texts = [clean(s.lower() if self.lowercase else s) for s in sentences]
         ids = self.tokenizers.src.encode(texts)  # untagged: a both-directions model's tag goes before every part
-        parts = [self._parts(i, max_tokens, split_long) if text.strip() else [] for i, text in zip(ids, texts)]
-        prefix = list(self.tokenizers.src_prefix)
-        decoded = iter(self._decode([prefix + p for ps in parts for p in ps], attention, search, generator))
-        return [self._translation(i, ps, [next(decoded) for _ in ps]) for i, ps in zip(ids, parts)]
+        per_line = lines if lines is not None else [SentenceConstraints()] * len(texts)
+        parts = [
+            self._parts(i, max_tokens, split_long and not c) if text.strip() else []
+            for i, text, c in zip(ids, texts, per_line)
+        ]
+        tag = list(self.tokenizers.src_prefix)
+        sources = [tag + p for ps in parts for p in ps]
+        part_constraints = [c for ps, c in zip(parts, per_line) for _ in ps] if lines is not None else None
+        decoded = iter(self._decode(sources, attention, search, generator, part_constraints))
+        by_line = [[next(decoded) for _ in ps] for ps in parts]
+        out = [self._translation(i, ps, d) for i, ps, d in zip(ids, parts, by_line)]
+        for translation, line, wanted in zip(out, by_line, constraints or [None] * len(out)):
+            if wanted:  # a constrained line is one part; a blank line places none of its constraints
+                unmet = line[0][0][0].unmet if line else range(len(wanted))
+                translation.unmet_constraints = [wanted[j] for j in unmet]
+        return out
+
+    def score(self, sources: list[str], targets: list[str]) -> list[Score]:
+        """The log-probability of each target given its source, in input order (forced decoding).
+
+        Both sides are cleaned (and lowercased for a data.lowercase model) as `translate` cleans
+        its input; a source is read whole, never split. A blank target scores its EOS only.
+
+        >>> translator.score(["Ein Hund."], ["A dog."])[0].per_token
+        -0.21
+        """
+        for name, values in (("sources", sources), ("targets", targets)):
+            if isinstance(values, str) or any(not isinstance(v, str) for v in values):
+                raise S2SError(f"score takes {name} as a list of str")
+        if len(sources) != len(targets):
+            raise S2SError(f"score got {len(sources)} sources but {len(targets)} targets")
+        prepare = (lambda t: clean(t.lower())) if self.lowercase else clean
+        src_ids = self.tokenizers.encode_src([prepare(s) for s in sources])
+        tgt_ids = self.tokenizers.tgt.encode([prepare(t) for t in targets])
+        per_token = token_log_probs(self.model, src_ids, tgt_ids, self.device)
+        out = []
+        for ids, values in zip(tgt_ids, per_token):
+            total = float(sum(values))
+            pieces = [self.tokenizers.tgt.id_to_piece(i) for i in ids] + [EOS_LABEL]
+            out.append(Score(total, total / len(values), pieces, values))
+        return out
 
     def _call_settings(self, options: dict) -> tuple[SearchConfig, int | None, bool, torch.Generator]:
         """One call's search config, input limit, long-line rule and generator, with its options checked."""
@@ -182,15 +241,22 @@ class Translator:
         return [ids[start:end] for start, end in split_spans(pieces, max_tokens)]
 
     def _decode(
-        self, sources: list[list[int]], with_attention: bool, search: SearchConfig, generator: torch.Generator
+        self,
+        sources: list[list[int]],
+        with_attention: bool,
+        search: SearchConfig,
+        generator: torch.Generator,
+        constraints: list[SentenceConstraints] | None = None,
     ) -> list[tuple[list[Hypothesis], torch.Tensor | None]]:
-        """n-best hypotheses (and the best one's attention) per source, batched by similar length."""
+        """n-best hypotheses (and the best one's attention) per source, batched by similar length;
+        `constraints`, when given, has one entry per source."""
         results: list = [None] * len(sources)
         order = sorted(range(len(sources)), key=lambda i: len(sources[i]))  # similar lengths together: little padding
         for start in range(0, len(order), search.batch_size):
             chunk = order[start : start + search.batch_size]
             batch = make_batch([sources[i] for i in chunk], None, chunk).to(self.device)
-            hypotheses = self._search(batch, [sources[i] for i in chunk], search, generator)
+            chunk_constraints = [constraints[i] for i in chunk] if constraints is not None else None
+            hypotheses = self._search(batch, [sources[i] for i in chunk], search, generator, chunk_constraints)
             weights = (
                 forced_attention(self.model, batch, [h[0].tokens for h in hypotheses])
                 if with_attention
@@ -201,14 +267,19 @@ class Translator:
         return results
 
     def _search(
-        self, batch: Batch, sources: list[list[int]], search: SearchConfig, generator: torch.Generator
+        self,
+        batch: Batch,
+        sources: list[list[int]],
+        search: SearchConfig,
+        generator: torch.Generator,
+        constraints: list[SentenceConstraints] | None = None,
     ) -> list[list[Hypothesis]]:
         """n-best per sentence of `batch`; with search.reverse_weight the whole beam, reranked."""
         weight = search.reverse_weight
         if not weight or search.beam_size <= 1:
-            return decode(self.model, batch, search, generator)
+            return decode(self.model, batch, search, generator, constraints=constraints)
         whole_beam = dataclasses.replace(search, n_best=search.beam_size)
-        hypotheses = decode(self.model, batch, whole_beam, generator)
+        hypotheses = decode(self.model, batch, whole_beam, generator, constraints=constraints)
         untagged = [ids[len(self.tokenizers.src_prefix) :] for ids in sources]
         return rerank_hypotheses(self.model, untagged, hypotheses, self.reverse_tag, weight, search.n_best, self.device)
 
@@ -253,7 +324,7 @@ def check_search_settings(search: SearchConfig, reverse_tag: tuple[int, ...]) ->
 
 
 @torch.inference_mode()
-def forced_attention(model: Seq2Seq, batch: Batch, outputs: list[list[int]]) -> list[torch.Tensor]:
+def forced_attention(model: Seq2Seq | Ensemble, batch: Batch, outputs: list[list[int]]) -> list[torch.Tensor]:
     """Attention weights for given outputs, by feeding them back through the model (teacher forcing).
 
     Search keeps weights only for greedy decoding and sampling; replaying the chosen
@@ -261,10 +332,10 @@ def forced_attention(model: Seq2Seq, batch: Batch, outputs: list[list[int]]) -> 
     per sentence of `batch`, weights (len(output) + 1, source length + 1) on the CPU:
     the last row is the step that produced EOS, the last column the source EOS.
     """
-    memory, state = model.encode(batch.src, batch.src_lengths)
-    if memory.keys is None:
+    if not model.has_attention:
         raise S2SError("this model has no attention to plot (it was trained with model.decoder.attention=none)")
     tgt_in = pad(outputs, prefix=BOS).to(batch.src.device)  # (B, T+1)
+    memory, state = model.encode(batch.src, batch.src_lengths)
     rows = []
     for t in range(tgt_in.size(1)):
         _, state, weights = model.step(tgt_in[:, t], state, memory)  # weights (B, S)
@@ -274,64 +345,13 @@ def forced_attention(model: Seq2Seq, batch: Batch, outputs: list[list[int]]) -> 
     return [weights[b, : len(out) + 1, : lengths[b]] for b, out in enumerate(outputs)]
 
 
-def override_search(search: SearchConfig, overrides: list[str]) -> SearchConfig:
-    """Apply `key=value` overrides (keys of SearchConfig) to a search config, type-checked."""
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(search), OmegaConf.from_dotlist(overrides))
-    except Exception as error:  # omegaconf's validation errors: unknown key, wrong type
-        raise S2SError(f"bad search override {overrides}: {str(error).splitlines()[0]}") from None
-    return OmegaConf.to_object(merged)  # type: ignore[return-value]
-
-
-def load_translator(
-    model: str | None,
-    which: str = "best",
-    device: str = "auto",
-    search_overrides: list[str] | None = None,
-    reverse: bool = False,
-) -> tuple[Translator, Config, str]:
-    """A Translator for a run directory, checkpoint or model file; also returns its config and origin.
-
-    The origin is the run directory, or the model file. `reverse` translates data.tgt_lang ->
-    data.src_lang with a model trained in both directions; the returned config then has the two
-    languages swapped, as a run in that direction would.
-    """
-    target = pick_device(device)
-    return translator_for(read_model(model, which, target), target, search_overrides, reverse)
-
-
-def translator_for(
-    source: ModelSource, device: torch.device, search_overrides: list[str] | None = None, reverse: bool = False
-) -> tuple[Translator, Config, str]:
-    """A Translator for weights, config and tokenizers already read (see `load_translator`)."""
-    cfg = config_from_dict(source.config)
-    tokenizers = source.tokenizers
-    if reverse:
-        if not cfg.data.both_directions:
-            raise S2SError(
-                "reverse=true needs a model trained with data.both_directions=true; "
-                f"{source.checkpoint_path} translates {cfg.data.src_lang}->{cfg.data.tgt_lang} only"
-            )
-        cfg.data.src_lang, cfg.data.tgt_lang = cfg.data.tgt_lang, cfg.data.src_lang
-    reverse_tag = tokenizers.reverse_tag(cfg.data.src_lang, cfg.data.both_directions)
-    if cfg.data.both_directions:
-        tokenizers = tokenizers.for_target(cfg.data.tgt_lang)
-    model = build_model(
-        cfg.model,
-        tokenizers.src.get_piece_size(),
-        tokenizers.tgt.get_piece_size(),
-        joint_vocabulary=tokenizers.src is tokenizers.tgt,
-    )
-    model.load_state_dict(source.weights)
-    search = override_search(cfg.search, search_overrides or [])
-    translator = Translator(
-        model,
-        tokenizers,
-        search,
-        device,
-        cfg.data.lowercase,
-        reverse_tag,
-        config=cfg,
-        max_input_tokens=cfg.data.max_len,
-    )
-    return translator, cfg, source.origin
+def decoding_copy(model: Seq2Seq | Ensemble, precision: Precision) -> Seq2Seq | Ensemble:
+    """The model in its decoding precision: a bf16 or int8 copy (the caller's model, perhaps still
+    training, stays fp32), or the model itself for fp32; an ensemble member by member."""
+    if isinstance(model, Ensemble):
+        return Ensemble([decoding_copy(m, precision) for m in model.members], model.combine)
+    if precision == Precision.bf16:
+        return copy.deepcopy(model).to(torch.bfloat16)
+    if precision == Precision.int8:
+        return int8_copy(model)
+    return model

@@ -30,6 +30,14 @@ class Seq2Seq(nn.Module):
             else None,  # one matrix: a piece has one vector on both sides
         )
 
+    @property
+    def has_attention(self) -> bool:
+        return self.decoder.attention is not None
+
+    @property
+    def target_vocab_size(self) -> int:
+        return self.decoder.output.out_features
+
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> tuple[Memory, DecoderState]:
         """src (B, S), src_lengths (B,) -> what the decoder reads, and its initial state."""
         encoded = self.encoder(src, src_lengths)
@@ -41,6 +49,10 @@ class Seq2Seq(nn.Module):
         """Teacher-forced scores: src (B, S), tgt_in (B, T) -> logits (B, T, V)."""
         memory, state = self.encode(src, src_lengths)
         return self.decoder(tgt_in, state, memory, teacher_forcing)
+
+    def log_probs(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced log-probabilities in fp32: src (B, S), tgt_in (B, T) -> (B, T, V)."""
+        return torch.log_softmax(self(src, src_lengths, tgt_in).float(), dim=-1)
 
     def step(
         self, tokens: torch.Tensor, state: DecoderState, memory: Memory

@@ -7,7 +7,7 @@ import pytest
 from s2s.arguments import check_overrides, config_keys, group_options, parse_overrides
 from s2s.commands.translate import USAGE, TranslateOptions
 from s2s.config import SearchConfig
-from s2s.decoding.translator import override_search
+from s2s.decoding.loading import override_search
 from s2s.errors import S2SError
 
 # ---------------------------------------------------------------- training overrides (Hydra syntax)

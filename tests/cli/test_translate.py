@@ -21,8 +21,9 @@ from s2s.commands.translate import USAGE, TranslateOptions, translate_stream
 from s2s.data.batching import make_batch
 from s2s.data.subwords import load_tokenizers
 from s2s.data.text import clean
+from s2s.decoding.loading import load_translator
 from s2s.decoding.search import greedy
-from s2s.decoding.translator import forced_attention, load_translator
+from s2s.decoding.translator import forced_attention
 from s2s.errors import S2SError
 from s2s.precision import bf16_runs
 from s2s.special_tokens import UNK

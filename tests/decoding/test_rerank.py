@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 import random
 
 import pytest
@@ -14,9 +15,10 @@ from s2s.commands.train import run
 from s2s.commands.translate import TranslateOptions, translate_stream
 from s2s.data.batching import make_batch
 from s2s.data.subwords import direction_tag
-from s2s.decoding.rerank import _batches, rerank, reverse_scores, sequence_log_probs
+from s2s.decoding.forced import length_batches, sequence_log_probs
+from s2s.decoding.loading import load_translator
+from s2s.decoding.rerank import rerank, reverse_scores
 from s2s.decoding.search import decode
-from s2s.decoding.translator import load_translator
 from s2s.errors import S2SError
 from s2s.precision import bf16_runs
 from tests.conftest import make_config
@@ -128,7 +130,9 @@ def test_teacher_forced_log_probs_equal_the_search_scores(two_way_run):
         hypotheses = translator._search(make_batch([ids], None, [0]), [ids], translator.search, translator.generator)[0]
         forced = sequence_log_probs(translator.model, [ids] * len(hypotheses), [h.tokens for h in hypotheses], cpu)
         assert forced == pytest.approx([h.score for h in hypotheses], abs=1e-4)
-    assert sequence_log_probs(translator.model, [[5, 6], []], [[], [7]], cpu) == [float("-inf")] * 2
+    # an empty target is EOS alone; an empty source reads nothing and scores -inf
+    eos_only, unread = sequence_log_probs(translator.model, [[5, 6], []], [[], [7]], cpu)
+    assert math.isfinite(eos_only) and eos_only < 0 and unread == float("-inf")
 
 
 @pytest.mark.slow
@@ -148,11 +152,12 @@ def test_reverse_scores_are_the_source_log_prob_given_each_candidate_per_source_
 def test_scoring_batches_keep_the_order_and_the_logits_budget():
     lengths = [3, 1, 4, 1, 5, 9, 2, 6]
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    batches = _batches(lengths, order, vocabulary=10, max_logits=200)
+    batches = length_batches(lengths, order, vocabulary=10, max_logits=200)
     assert [i for b in batches for i in b] == order
     assert all(len(b) * (max(lengths[i] for i in b) + 1) * 10 <= 200 for b in batches if len(b) > 1)
     assert len(batches) < len(order)  # short targets share a batch
-    assert _batches([100], [0], vocabulary=10, max_logits=200) == [[0]]  # one pair over the budget still gets its batch
+    # one pair over the budget still gets its batch
+    assert length_batches([100], [0], vocabulary=10, max_logits=200) == [[0]]
 
 
 def test_rerank_adds_the_weighted_reverse_score_and_keeps_the_beam_order_on_ties():

@@ -10,8 +10,8 @@ from torch import nn
 
 from s2s.config import Attention, Cell, Precision, SearchConfig
 from s2s.data.batching import make_batch
+from s2s.decoding.loading import load_translator
 from s2s.decoding.search import beam_search, greedy
-from s2s.decoding.translator import load_translator
 from s2s.errors import S2SError
 from s2s.model.int8 import Int8Linear, Int8Weight, int8_copy
 from s2s.precision import resolve_precision

@@ -12,8 +12,8 @@ import torch
 
 from s2s.commands.train import run
 from s2s.data.corpus import load_split
+from s2s.decoding.loading import load_translator
 from s2s.decoding.scoring import translate_and_score
-from s2s.decoding.translator import load_translator
 from s2s.metrics import score
 from tests.conftest import ROOT, TINY, make_config, run_cli
 
