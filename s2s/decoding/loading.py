@@ -110,7 +110,8 @@ def _built(source: ModelSource, tokenizers: Tokenizers) -> Seq2Seq:
 def check_same_task(first: ModelSource, other: ModelSource) -> None:
     """Ensemble members read and write the same pieces: one search feeds them all the same ids.
 
-    Raises S2SError naming the first difference: languages, lowercasing, directions, vocabularies."""
+    Raises S2SError naming the first difference: languages, lowercasing, directions, vocabulary
+    pieces. The first member's tokenizers then serve all of them."""
     a, b = config_from_dict(first.config).data, config_from_dict(other.config).data
     names = f"{other.origin} and {first.origin}"
     for key in ("src_lang", "tgt_lang", "lowercase", "both_directions"):
@@ -120,18 +121,14 @@ def check_same_task(first: ModelSource, other: ModelSource) -> None:
             )
     for side in ("src", "tgt"):
         mine, theirs = getattr(first.tokenizers, side), getattr(other.tokenizers, side)
-        if mine.serialized_model_proto() == theirs.serialized_model_proto():
-            continue
-        what = "source" if side == "src" else "target"
-        if mine.get_piece_size() != theirs.get_piece_size():
-            detail = f"{theirs.get_piece_size()} pieces against {mine.get_piece_size()}"
+        # the pieces, not the files: a file also records how it was trained (its seed, say)
+        size = mine.get_piece_size()
+        if size != theirs.get_piece_size():
+            detail = f"{theirs.get_piece_size()} pieces against {size}"
         else:
-            piece = next(
-                (i for i in range(mine.get_piece_size()) if mine.id_to_piece(i) != theirs.id_to_piece(i)), None
-            )
-            detail = (
-                f"piece {piece} is {theirs.id_to_piece(piece)!r} against {mine.id_to_piece(piece)!r}"
-                if piece is not None
-                else "the same pieces with different scores"
-            )
+            piece = next((i for i in range(size) if mine.id_to_piece(i) != theirs.id_to_piece(i)), None)
+            if piece is None:
+                continue
+            detail = f"piece {piece} is {theirs.id_to_piece(piece)!r} against {mine.id_to_piece(piece)!r}"
+        what = "source" if side == "src" else "target"
         raise S2SError(f"cannot ensemble {names}: their {what} vocabularies differ ({detail}); members must share them")
