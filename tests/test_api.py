@@ -294,6 +294,8 @@ def test_an_ensemble_of_a_run_with_itself_translates_and_scores_as_the_run(run_d
     )
     with pytest.raises(s2s.S2SError, match="combine must be probs or log_probs"):
         s2s.load([run_dir, run_dir], device="cpu", combine="max")
+    int8 = s2s.load([run_dir, run_dir], device="cpu", precision="int8", combine=combine)
+    assert int8.translate(GERMAN, beam_size=3) == ENGLISH
 
 
 @pytest.mark.slow
