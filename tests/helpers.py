@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
+import sentencepiece as spm
 import torch
 from hypothesis import strategies as st
 from torch import nn
@@ -209,3 +210,14 @@ def corpus_config(directory, **subword) -> DataConfig:
 SEPARATORS = ["\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029", "\x00", "\x7f", "\t", " "]
 # any character (lone surrogates included: st.text can make them), with line breakers and controls made likely
 CHARACTERS = st.one_of(st.characters(exclude_characters="\n"), st.sampled_from(SEPARATORS))
+
+
+def train_tokenizer(directory, name: str, vocab: int) -> spm.SentencePieceProcessor:
+    """A unigram sentencepiece model of about `vocab` pieces trained on 300 lines of WORDS."""
+    rng = random.Random(0)
+    text = directory / f"{name}.txt"
+    text.write_text("\n".join(" ".join(rng.choice(WORDS) for _ in range(6)) for _ in range(300)), encoding="utf-8")
+    spm.SentencePieceTrainer.train(
+        input=str(text), model_prefix=str(directory / name), vocab_size=vocab, minloglevel=2, hard_vocab_limit=False
+    )
+    return spm.SentencePieceProcessor(model_file=str(directory / f"{name}.model"))

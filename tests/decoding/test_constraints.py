@@ -9,11 +9,11 @@ import torch
 
 from s2s.config import SearchConfig
 from s2s.data.batching import make_batch
-from s2s.decoding.constraints import SentenceConstraints, _advance
+from s2s.decoding.constraints import SentenceConstraints, _advance, encode_constraints
 from s2s.decoding.search import beam_search, decode
 from s2s.errors import S2SError
 from s2s.model.ensemble import Ensemble
-from tests.helpers import VOCAB, half_trained_model, random_ids, sequence_log_prob
+from tests.helpers import VOCAB, half_trained_model, random_ids, sequence_log_prob, train_tokenizer
 
 SOURCES = random_ids(random.Random(4), 6, min_len=3, max_len=7)
 
@@ -132,3 +132,16 @@ def test_beam_search_without_constraints_is_unchanged_by_the_constraint_path():
     assert [[h.tokens for h in n] for n in beam_search(model, batch, cfg)] == [
         [h.tokens for h in n] for n in decode(model, batch, cfg, constraints=empty)
     ]
+
+
+def test_phrases_are_encoded_as_words_and_avoided_in_every_likely_segmentation(tmp_path):
+    tokenizer = train_tokenizer(tmp_path, "words", 60)
+    lines = encode_constraints(tokenizer, 2, [["Hund läuft"], []], ["Der Hund", None], [[], ["Katze"]], lowercase=False)
+    assert lines[0].include == [tokenizer.encode("Hund läuft")]
+    assert lines[0].prefix == tokenizer.encode("Der Hund") and lines[1].prefix == []
+    banned = lines[1].avoid
+    assert banned[0] == tokenizer.encode("Katze") and len(banned) > 1  # the best split first, then others
+    assert all(tokenizer.decode(ids) == "Katze" for ids in banned) and len({tuple(b) for b in banned}) == len(banned)
+    lowered = encode_constraints(tokenizer, 1, [["Hund"]], None, None, lowercase=True)
+    assert lowered[0].include == [tokenizer.encode("hund")]
+    assert encode_constraints(tokenizer, 2, None, None, None, lowercase=False) is None

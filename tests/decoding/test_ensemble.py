@@ -6,7 +6,6 @@ import copy
 import random
 
 import pytest
-import sentencepiece as spm
 import torch
 
 from s2s.config import Attention, Cell, SearchConfig, config_as_dict
@@ -18,7 +17,7 @@ from s2s.decoding.search import decode
 from s2s.errors import S2SError
 from s2s.model.ensemble import Combine, Ensemble
 from s2s.model_file import ModelSource
-from tests.helpers import WORDS, half_trained_model, random_ids
+from tests.helpers import half_trained_model, random_ids, train_tokenizer
 
 SEARCHES = [
     SearchConfig(beam_size=1),
@@ -102,16 +101,6 @@ def test_forced_scores_of_an_ensemble_combine_per_token():
 # ------------------------------------------------------------------ members must share the task
 
 
-def _tokenizer(tmp_path, name: str, vocab: int) -> spm.SentencePieceProcessor:
-    rng = random.Random(0)
-    text = tmp_path / f"{name}.txt"
-    text.write_text("\n".join(" ".join(rng.choice(WORDS) for _ in range(6)) for _ in range(300)), encoding="utf-8")
-    spm.SentencePieceTrainer.train(
-        input=str(text), model_prefix=str(tmp_path / name), vocab_size=vocab, minloglevel=2, hard_vocab_limit=False
-    )
-    return spm.SentencePieceProcessor(model_file=str(tmp_path / f"{name}.model"))
-
-
 def _source(tokenizer, origin: str, **data) -> ModelSource:
     from tests.conftest import make_config
 
@@ -126,7 +115,7 @@ def _source(tokenizer, origin: str, **data) -> ModelSource:
 
 
 def test_members_with_other_vocabularies_or_languages_are_refused(tmp_path):
-    small, large = _tokenizer(tmp_path, "small", 40), _tokenizer(tmp_path, "large", 50)
+    small, large = train_tokenizer(tmp_path, "small", 40), train_tokenizer(tmp_path, "large", 50)
     check_same_task(_source(small, "A"), _source(small, "B"))  # the same: accepted
     with pytest.raises(S2SError, match=r"cannot ensemble B and A: their source vocabularies differ \(\d+ pieces"):
         check_same_task(_source(small, "A"), _source(large, "B"))
