@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 
 import pytest
@@ -16,6 +17,12 @@ from s2s.model.ensemble import Ensemble
 from tests.helpers import VOCAB, half_trained_model, random_ids, sequence_log_prob, train_tokenizer
 
 SOURCES = random_ids(random.Random(4), 6, min_len=3, max_len=7)
+
+
+@functools.lru_cache(maxsize=None)
+def _trained(seed: int = 0, **kwargs) -> torch.nn.Module:
+    """half_trained_model, trained once per module: decoding never changes it."""
+    return half_trained_model(seed=seed, **kwargs)
 
 
 def _contains(tokens: list[int], phrase: list[int]) -> bool:
@@ -37,7 +44,7 @@ def _random_constraints(seed: int) -> list[SentenceConstraints]:
 
 @pytest.mark.parametrize("beam", [1, 4])
 def test_every_constraint_appears(beam):
-    model = half_trained_model()
+    model = _trained()
     constraints = _random_constraints(seed=beam)
     assert sum(len(c.include) for c in constraints) >= 6
     for n_best, wanted in zip(_decode(model, SOURCES, constraints, beam_size=beam), constraints):
@@ -48,7 +55,7 @@ def test_every_constraint_appears(beam):
 
 
 def test_constrained_decoding_in_batches_equals_one_by_one():
-    model = half_trained_model()
+    model = _trained()
     constraints = _random_constraints(seed=7)
     constraints[0].prefix = [9, 10]
     constraints[1].avoid = [[11]]
@@ -60,7 +67,7 @@ def test_constrained_decoding_in_batches_equals_one_by_one():
 
 
 def test_the_prefix_is_kept_and_scored_as_a_log_probability():
-    model = half_trained_model()
+    model = _trained()
     prefixes = [[7, 8], [12], [5, 5, 5], [], [15, 16, 17, 18], [6]]
     constraints = [SentenceConstraints(prefix=p) for p in prefixes]
     for source, n_best, prefix in zip(SOURCES, _decode(model, SOURCES, constraints, length_penalty=0.0), prefixes):
@@ -70,7 +77,7 @@ def test_the_prefix_is_kept_and_scored_as_a_log_probability():
 
 
 def test_avoided_phrases_never_appear():
-    model = half_trained_model()
+    model = _trained()
     plain = _decode(model, SOURCES, None)
     # avoid what the unconstrained search wrote: its first token, and its first two tokens as a phrase
     avoided = [[h[0].tokens[:1], h[0].tokens[1:3]] for h in plain]
@@ -83,7 +90,7 @@ def test_avoided_phrases_never_appear():
 
 
 def test_an_unplaceable_constraint_is_reported_and_the_best_translation_still_returned():
-    model = half_trained_model()
+    model = _trained()
     # the phrase contains an avoided token: it can never be written
     constraints = [SentenceConstraints(include=[[9, 10], [14]], avoid=[[10]])] + [SentenceConstraints()] * 5
     result = _decode(model, SOURCES, constraints, max_len_a=0.0, max_len_b=6)
@@ -92,7 +99,7 @@ def test_an_unplaceable_constraint_is_reported_and_the_best_translation_still_re
 
 
 def test_sentences_without_constraints_decode_as_plain_beam_search():
-    model = half_trained_model()
+    model = _trained()
     constraints = [SentenceConstraints(include=[[9, 10]])] + [SentenceConstraints()] * 5
     constrained = _decode(model, SOURCES, constraints, n_best=3)
     plain = _decode(model, SOURCES, None, n_best=3)
@@ -103,7 +110,7 @@ def test_sentences_without_constraints_decode_as_plain_beam_search():
 
 
 def test_constraints_work_with_an_ensemble():
-    ensemble = Ensemble([half_trained_model(seed=0), half_trained_model(seed=1)])
+    ensemble = Ensemble([_trained(seed=0), _trained(seed=1)])
     constraints = _random_constraints(seed=3)
     for n_best, wanted in zip(_decode(ensemble, SOURCES, constraints), constraints):
         assert all(_contains(n_best[0].tokens, p) for p in wanted.include)
@@ -111,7 +118,7 @@ def test_constraints_work_with_an_ensemble():
 
 def test_constraints_need_search_not_sampling():
     with pytest.raises(S2SError, match="not sampling"):
-        _decode(half_trained_model(), SOURCES, _random_constraints(1), sampling=True, beam_size=1)
+        _decode(_trained(), SOURCES, _random_constraints(1), sampling=True, beam_size=1)
 
 
 def test_phrase_tracking_handles_overlaps_and_restarts():
@@ -125,7 +132,7 @@ def test_phrase_tracking_handles_overlaps_and_restarts():
 
 
 def test_beam_search_without_constraints_is_unchanged_by_the_constraint_path():
-    model = half_trained_model()
+    model = _trained()
     batch = make_batch(SOURCES, None, range(len(SOURCES)))
     cfg = SearchConfig(beam_size=4, n_best=4)
     empty = [SentenceConstraints()] * len(SOURCES)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import random
 
 import pytest
@@ -26,6 +27,12 @@ SEARCHES = [
 ]
 
 
+@functools.lru_cache(maxsize=None)
+def _trained(seed: int = 0, **kwargs) -> torch.nn.Module:
+    """half_trained_model, trained once per module: decoding never changes it."""
+    return half_trained_model(seed=seed, **kwargs)
+
+
 def _batch(seed: int = 3, count: int = 6):
     return make_batch(random_ids(random.Random(seed), count, min_len=2, max_len=7), None, range(count))
 
@@ -42,14 +49,14 @@ def _assert_same(got, want, tolerance: float) -> None:
 
 @pytest.mark.parametrize("cfg", SEARCHES, ids=["greedy", "beam", "sampling"])
 def test_an_ensemble_of_one_is_the_model(cfg):
-    model, batch = half_trained_model(), _batch()
+    model, batch = _trained(), _batch()
     _assert_same(_decoded(Ensemble([model]), cfg, batch), _decoded(model, cfg, batch), 1e-6)
 
 
 @pytest.mark.parametrize("combine", list(Combine))
 @pytest.mark.parametrize("cfg", SEARCHES[:2], ids=["greedy", "beam"])
 def test_an_ensemble_of_two_copies_gives_the_models_outputs_and_scores(cfg, combine):
-    model, batch = half_trained_model(), _batch()
+    model, batch = _trained(), _batch()
     ensemble = Ensemble([model, copy.deepcopy(model)], combine)
     _assert_same(_decoded(ensemble, cfg, batch), _decoded(model, cfg, batch), 1e-5)
 
@@ -58,8 +65,8 @@ def test_an_ensemble_of_two_copies_gives_the_models_outputs_and_scores(cfg, comb
 def test_the_step_combines_the_members_distributions(combine):
     """Members of different cells and sizes; each step's distribution is the mean of their
     probabilities (a mixture) or the renormalized mean of their log-probabilities."""
-    first = half_trained_model(seed=0)
-    second = half_trained_model(seed=1, decoder_cell=Cell.gru, hidden=12, attention=Attention.luong_general)
+    first = _trained(seed=0)
+    second = _trained(seed=1, decoder_cell=Cell.gru, hidden=12, attention=Attention.luong_general)
     ensemble = Ensemble([first, second], combine)
     batch = _batch()
     tokens = torch.tensor([5, 6, 7, 8, 9, 10])
@@ -77,7 +84,7 @@ def test_the_step_combines_the_members_distributions(combine):
 
 
 def test_an_ensemble_decodes_in_batches_as_one_by_one():
-    ensemble = Ensemble([half_trained_model(seed=0), half_trained_model(seed=1, decoder_cell=Cell.gru)])
+    ensemble = Ensemble([_trained(seed=0), _trained(seed=1, decoder_cell=Cell.gru)])
     rng = random.Random(9)
     sources = random_ids(rng, 5, min_len=2, max_len=7)
     cfg = SearchConfig(beam_size=3, n_best=2)
@@ -87,7 +94,7 @@ def test_an_ensemble_decodes_in_batches_as_one_by_one():
 
 
 def test_forced_scores_of_an_ensemble_combine_per_token():
-    model = half_trained_model()
+    model = _trained()
     sources = random_ids(random.Random(1), 4, min_len=2, max_len=6)
     targets = random_ids(random.Random(2), 4, min_len=0, max_len=5)
     cpu = torch.device("cpu")
