@@ -91,7 +91,7 @@ def train(overrides: list[str] | None = None, config_dir: str | None = None) -> 
 
 
 def evaluate(
-    path: str | None = None,
+    path: str | list[str] | None = None,
     *,
     split: str | None = None,
     checkpoint: str = "best",
@@ -99,13 +99,15 @@ def evaluate(
     data_dir: str | None = None,
     reverse: bool = False,
     precision: str = "fp32",
+    combine: str = "probs",
     hypotheses: str | None = None,
     references: str | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Metrics as `python -m s2s.evaluate` computes them, without printing.
 
-    Translates `split` (default: the run's test split) of the corpus of the run at `path`
+    Translates `split` (default: the run's test split) of the corpus of the run at `path` (a list:
+    an ensemble, decoded with the first member's settings, `combine` as for `load`)
     with the decoding options given as keywords (beam_size=5, length_penalty=1.4, ...), or
     scores the files `hypotheses` against `references`. Returns bleu, bleu_lc, chrf,
     exact_match (and bleu_lc_moses for a language with Moses rules), each with its
@@ -119,7 +121,8 @@ def evaluate(
         raise S2SError(f"s2s.evaluate takes search options only, not {', '.join(per_call_only)}")
     search = [f"{key}={value}" for key, value in options.items()] + [f"precision={precision}"]
     opts = EvaluateOptions(
-        model=os.fspath(path) if path is not None else None,
+        model=[os.fspath(p) for p in (path if isinstance(path, (list, tuple)) else [path])] if path is not None else [],
+        combine=combine,
         checkpoint=checkpoint,
         split=split,
         data_dir=data_dir,

@@ -155,8 +155,10 @@ def parse_overrides(argv: list[str], schema: type[T], usage: str) -> tuple[T, li
         print(usage)
         sys.exit(0)
     own, search = [], []
+    repeated: dict[str, list[str]] = {}  # list-typed options (--model A --model B): every value, in order
     spellings = {}  # key -> how the user wrote it, to name it their way in errors
     own_keys = [f.name for f in dataclasses.fields(schema)]  # type: ignore[arg-type]
+    list_keys = _list_keys(schema)
     search_keys = ["search." + f.name for f in dataclasses.fields(SearchConfig)]
     for arg, spelled in flags_to_overrides(argv, _boolean_keys(schema), own_keys):
         key, sep, value = arg.partition("=")
@@ -170,7 +172,14 @@ def parse_overrides(argv: list[str], schema: type[T], usage: str) -> tuple[T, li
             if key not in search_keys:
                 raise S2SError(f"unknown option {spelled!r}{_suggest_option(key, spelled, search_keys)}")
             search.append(arg[len("search.") :])
+        elif key in list_keys:
+            repeated.setdefault(key, []).append(value)
         elif key in own_keys:
+            if key == "model" and any(o.startswith("model=") for o in own):
+                raise S2SError(
+                    f"{spelled} is given twice: this command takes one model (ensembles: translate, "
+                    "evaluate, score, serve)"
+                )
             own.append(arg)
         else:
             raise S2SError(f"unknown option {spelled!r}{_suggest_option(key, spelled, own_keys + search_keys)}")
@@ -180,7 +189,14 @@ def parse_overrides(argv: list[str], schema: type[T], usage: str) -> tuple[T, li
         key = getattr(error, "full_key", None)
         where = f" {spellings.get(key, key)}" if key else ""
         raise S2SError(f"bad option{where}: {str(error).splitlines()[0]}") from None
+    for key, values in repeated.items():  # set whole: a path may hold commas or brackets
+        OmegaConf.update(merged, key, values, merge=False)
     return OmegaConf.to_object(merged), search  # type: ignore[return-value]
+
+
+def _list_keys(schema: type) -> set[str]:
+    """Option keys typed list[str]: given once or repeated, each value is one item."""
+    return {name for name, kind in typing.get_type_hints(schema).items() if typing.get_origin(kind) is list}
 
 
 def flags_to_overrides(

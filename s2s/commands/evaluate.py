@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from s2s.arguments import parse_overrides
 from s2s.config import Config
@@ -42,7 +42,8 @@ Options (key=value):
 
 @dataclass
 class EvaluateOptions:
-    model: str | None = None  # run directory, checkpoint or model file
+    model: list[str] = field(default_factory=list)  # run directory, checkpoint or model file; several: an ensemble
+    combine: str = "probs"  # an ensemble: mean of probabilities (probs) or of log-probabilities (log_probs)
     checkpoint: str = "best"  # best | last | averaged | step-N
     split: str | None = None  # default: the run's data.test_split
     data_dir: str | None = None  # default: the run's data.dir
@@ -69,7 +70,7 @@ def read_lines(path: str) -> list[str]:
 def translate_split(options: EvaluateOptions, search: list[str]) -> tuple[list[str], dict, str]:
     """Translate the run's split and score it: (hypotheses, metrics, what was scored)."""
     translator, cfg, run_dir = load_translator(
-        options.model, options.checkpoint, options.device, search, options.reverse
+        options.model, options.checkpoint, options.device, search, options.reverse, options.combine
     )
     if options.data_dir is not None:
         cfg.data.dir = options.data_dir

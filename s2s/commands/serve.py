@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import threading
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -27,7 +27,9 @@ USAGE = (
     __doc__
     + """
 Options, as --flag VALUE or key=value:
-  --model PATH               model file, run directory or checkpoint (--run is the same; default: the latest run)
+  --model PATH               model file, run directory or checkpoint (--run is the same; default: the latest run);
+                             repeat it to serve an ensemble (--model A --model B)
+  --combine probs            probs | log_probs: how an ensemble averages its members' predictions
   --checkpoint best          best | last | averaged | step-N (a run directory only)
   --host 127.0.0.1           the address to listen on (0.0.0.0: every interface)
   --port 8080                the port (0: any free port, printed at start)
@@ -50,7 +52,8 @@ Options, as --flag VALUE or key=value:
 
 @dataclass
 class ServeOptions:
-    model: str | None = None  # model file, run directory or checkpoint
+    model: list[str] = field(default_factory=list)  # model file(s), run directory(ies) or checkpoint(s)
+    combine: str = "probs"  # an ensemble: mean of probabilities (probs) or of log-probabilities (log_probs)
     checkpoint: str = "best"
     host: str = "127.0.0.1"
     port: int = 8080
@@ -100,12 +103,16 @@ def serve(options: ServeOptions, search_overrides: list[str]) -> None:
         torch.set_num_threads(options.threads)
 
     device = pick_device(options.device)
-    source = read_model(options.model, options.checkpoint, device)
+    sources = [read_model(path, options.checkpoint, device) for path in options.model or [None]]
     overrides = search_overrides + [f"precision={options.precision}"]
-    translator, cfg, origin = translator_for(source, device, overrides)
+    members = sources if len(sources) > 1 else sources[0]
+    translator, cfg, origin = translator_for(members, device, overrides, combine=options.combine)
     name = os.path.basename(os.path.normpath(origin))
+    source = sources[0]
     card = dict(source.card) or model_card(name, source, config_from_dict(source.config), ExportOptions())
     card["decoding"] = {"device": str(device), "precision": options.precision}
+    if len(sources) > 1:  # the card describes the first member; the ensemble is named here
+        card["ensemble"] = {"members": [s.origin for s in sources], "combine": options.combine}
     limits = ServeLimits(**{f.name: getattr(options, f.name) for f in fields(ServeLimits) if hasattr(options, f.name)})
     app = make_app(translator, card, limits)
     logging.getLogger("s2s").info("serving %s (%s -> %s)", origin, cfg.data.src_lang, cfg.data.tgt_lang)

@@ -9,9 +9,10 @@ translated in chunks, so files of any size stream through.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import BinaryIO, Iterator, TextIO
 
@@ -30,7 +31,8 @@ USAGE = (
     + """
 Options, as --flag VALUE or key=value (--foo-bar X is foo_bar=X):
   --model PATH             a run directory, a checkpoint file or a model file (python -m s2s.export);
-                           --run PATH is the same (default: the latest run under outputs/)
+                           --run PATH is the same (default: the latest run under outputs/); repeat
+                           it for an ensemble: --model A --model B
   --checkpoint best        best | last | averaged (python -m s2s.average) | step-N (trainer.keep_checkpoints)
   --device auto            auto | cpu | cuda | cuda:N
   --chunk-lines 1000       lines read and translated at a time
@@ -50,8 +52,13 @@ Options, as --flag VALUE or key=value (--foo-bar X is foo_bar=X):
                            with data.both_directions=true
   --on-invalid-utf8 error  error | replace: stop at input that is not UTF-8, or read it with U+FFFD
   --attention-plots DIR    write an attention heatmap DIR/line-000001.png per non-empty line
+  --input-format text      text | jsonl: each line a JSON object {"text": ..., "constraints": [phrases
+                           that must appear], "prefix": "the output starts with this", "avoid":
+                           [phrases that must not appear]} (all but text optional; docs/cli.md)
+  --combine probs          probs | log_probs: how an ensemble (--model A --model B) averages its
+                           members' predictions
   search.KEY=VALUE         any decoding option (beam_size, length_penalty, n_best, max_len_a,
-                           max_len_b, batch_size, precision, sampling, temperature, top_k), also as
+                           max_len_b, batch_size, precision, sampling, temperature, top_k, top_p), also as
                            --search.KEY VALUE; default: the run's own
 """
 )
@@ -62,6 +69,14 @@ class InvalidUtf8(str, Enum):
     replace = "replace"  # decode with U+FFFD in place of the bad bytes and translate
 
 
+class InputFormat(str, Enum):
+    text = "text"  # one sentence per line
+    jsonl = "jsonl"  # one JSON object per line: {"text", "constraints", "prefix", "avoid"}
+
+
+JSONL_KEYS = {"text": str, "constraints": list, "prefix": str, "avoid": list}
+
+
 class LongLines(str, Enum):
     split = "split"  # translate in parts of at most max_input_tokens subwords; join the outputs with a space
     truncate = "truncate"  # translate only the first max_input_tokens subwords; warn on stderr
@@ -69,7 +84,8 @@ class LongLines(str, Enum):
 
 @dataclass
 class TranslateOptions:
-    model: str | None = None  # run directory, checkpoint or model file (default: latest run under outputs/)
+    model: list[str] = field(default_factory=list)  # run dir, checkpoint or model file; several: an ensemble
+    combine: str = "probs"  # an ensemble: mean of probabilities (probs) or of log-probabilities (log_probs)
     checkpoint: str = "best"  # best | last | averaged | step-N
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     chunk_lines: int = 1000  # lines per chunk
@@ -80,6 +96,7 @@ class TranslateOptions:
     max_input_tokens: int | None = None  # source subwords per translation (default: the run's data.max_len)
     seed: int = 0  # seeds sampling (search.sampling=true): the same seed gives the same samples
     reverse: bool = False  # translate tgt_lang -> src_lang (a model trained with data.both_directions)
+    input_format: InputFormat = InputFormat.text  # text | jsonl (per-line constraints, prefix, avoided phrases)
 
 
 def read_chunks(stream: BinaryIO, size: int, replace_invalid: bool = False) -> Iterator[list[str]]:
@@ -92,6 +109,31 @@ def read_chunks(stream: BinaryIO, size: int, replace_invalid: bool = False) -> I
             chunk = []
     if chunk:
         yield chunk
+
+
+def parse_jsonl(line: str, number: int) -> dict:
+    """One --input-format jsonl line -> {"text", "constraints", "prefix", "avoid"}; a blank line is
+    an empty text. Bad JSON, an unknown key or a wrong type is an S2SError naming the line."""
+    if not line.strip():
+        return {"text": ""}
+    try:
+        item = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise S2SError(f"line {number} is not valid JSON: {error.msg} (column {error.colno})") from None
+    if not isinstance(item, dict):
+        raise S2SError(f'line {number}: expected a JSON object with a "text", got {type(item).__name__}')
+    unknown = sorted(set(item) - set(JSONL_KEYS))
+    if unknown:
+        raise S2SError(f"line {number}: unknown key {unknown[0]!r} (keys: {', '.join(JSONL_KEYS)})")
+    if "text" not in item:
+        raise S2SError(f'line {number}: no "text" key')
+    for key, kind in JSONL_KEYS.items():
+        value = item.get(key)
+        if key in item and not (isinstance(value, kind) or (key == "prefix" and value is None)):
+            raise S2SError(f"line {number}: {key!r} must be a JSON {'string' if kind is str else 'list'}")
+        if kind is list and value is not None and any(not isinstance(v, str) for v in value):
+            raise S2SError(f"line {number}: {key!r} must be a list of strings")
+    return item
 
 
 def one_line(text: str) -> str:
@@ -130,7 +172,7 @@ def translate_stream(
     log = log if log is not None else sys.stderr
     check_options(options)
     translator, cfg, _ = load_translator(
-        options.model, options.checkpoint, options.device, search_overrides, options.reverse
+        options.model, options.checkpoint, options.device, search_overrides, options.reverse, options.combine
     )
     translator.generator.manual_seed(options.seed)
     max_tokens = options.max_input_tokens if options.max_input_tokens is not None else cfg.data.max_len
@@ -142,10 +184,25 @@ def translate_stream(
     count = 0
     with tqdm(desc="translate", unit="line", disable=None, file=log) as bar:
         for chunk in read_chunks(source, options.chunk_lines, options.on_invalid_utf8 == InvalidUtf8.replace):
+            per_line: dict = {}
+            if options.input_format == InputFormat.jsonl:
+                items = [parse_jsonl(line, number) for number, line in enumerate(chunk, start=count + 1)]
+                chunk = [item["text"] for item in items]
+                per_line = {
+                    "constraints": [item.get("constraints") or [] for item in items],
+                    "prefix": [item.get("prefix") for item in items],
+                    "avoid": [item.get("avoid") or [] for item in items],
+                }
             translations = translator.translate_detailed(
-                chunk, attention=plots is not None, max_input_tokens=max_tokens, long_lines=options.long_lines.value
+                chunk,
+                attention=plots is not None,
+                max_input_tokens=max_tokens,
+                long_lines=options.long_lines.value,
+                **per_line,
             )
             for number, translation in enumerate(translations, start=count + 1):
+                for phrase in translation.unmet_constraints:
+                    tqdm.write(f"warning: line {number}: constraint {phrase!r} could not be met", file=log)
                 if translation.truncated:
                     tqdm.write(
                         f"warning: line {number} has {translation.src_length} subwords; truncated to {max_tokens} "

@@ -104,7 +104,7 @@ def test_a_two_way_model_learns_both_directions_and_translates_toward_its_target
     sink = io.StringIO()
     source = io.BytesIO("".join(line + "\n" for line in english).encode())
     translate_stream(
-        TranslateOptions(model=run_dir, checkpoint="last", device="cpu", reverse=True),
+        TranslateOptions(model=[run_dir], checkpoint="last", device="cpu", reverse=True),
         [],
         source,
         sink,
