@@ -43,6 +43,7 @@ Options, as --flag VALUE or key=value:
   --max-line-chars 2000      characters per line (413 beyond)
   --max-body-bytes 1000000   request body size (413 beyond)
   --max-beam-size 16         beam_size and n_best per request (422 beyond)
+  --max-phrases 16           constraint and avoided phrases per line (422 beyond)
   --shutdown-timeout 30      seconds to finish the requests in flight after SIGTERM
   --access-log               log one line per request (off: at hundreds of requests/s it costs time)
   search.KEY=VALUE           the model's default decoding settings, as for s2s.translate
@@ -67,6 +68,7 @@ class ServeOptions:
     max_line_chars: int = 2000
     max_body_bytes: int = 1_000_000
     max_beam_size: int = 16
+    max_phrases: int = 16
     shutdown_timeout: float = 30.0
     access_log: bool = False
 
@@ -75,7 +77,15 @@ def check_options(options: ServeOptions) -> None:
     check_checkpoint_name(options.checkpoint)
     if not 0 <= options.port <= 65535:
         raise S2SError(f"--port {options.port} must be between 0 and 65535")
-    for name in ("max_batch_sentences", "max_queue", "max_lines", "max_line_chars", "max_body_bytes", "max_beam_size"):
+    for name in (
+        "max_batch_sentences",
+        "max_queue",
+        "max_lines",
+        "max_line_chars",
+        "max_body_bytes",
+        "max_beam_size",
+        "max_phrases",
+    ):
         if getattr(options, name) < 1:
             raise S2SError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(options, name)}")
     if options.max_wait_ms < 0 or options.shutdown_timeout < 0 or options.threads < 0:

@@ -1,4 +1,4 @@
-"""The HTTP API (FastAPI): POST /v1/translate, GET /v1/model, GET /health, and the limits on every request.
+"""The HTTP API (FastAPI): POST /v1/translate, POST /v1/score, GET /v1/model, GET /health, and the limits.
 
 Every error answers with a JSON body (FastAPI's `{"detail": ...}`): 413 for a body, a request or
 a line over its limit, 422 for invalid JSON, a wrong type or an option out of range (naming the
@@ -19,7 +19,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from s2s.config_checks import check_search
-from s2s.decoding.translator import Translation, Translator
+from s2s.decoding.options import SEARCH_OPTIONS
+from s2s.decoding.translator import Score, Translator
 from s2s.errors import S2SError
 from s2s.serving.batcher import Batcher, QueueFull
 
@@ -35,6 +36,7 @@ class ServeLimits:
     max_line_chars: int = 2000  # characters per line; over it, 413
     max_body_bytes: int = 1_000_000  # request body; over it, 413
     max_beam_size: int = 16  # beam_size (and n_best) per request; over it, 422
+    max_phrases: int = 16  # constraint and avoided phrases per line; over it, 422
     retry_after_s: int = 1  # the Retry-After of a 503
 
 
@@ -49,9 +51,47 @@ class TranslateRequest(BaseModel):
     sampling: Optional[bool] = Field(None, description="sample instead of searching")
     temperature: Optional[float] = Field(None, gt=0, description="sampling: softmax temperature")
     top_k: Optional[int] = Field(None, ge=0, description="sampling: keep the k most likely tokens (0 = all)")
+    top_p: Optional[float] = Field(
+        None, gt=0, le=1, description="sampling: keep the most likely tokens that make up p of the mass (1 = all)"
+    )
     seed: Optional[int] = Field(None, description="sampling: a seed makes the request reproducible")
     long_lines: Optional[str] = Field(None, pattern="^(split|truncate)$", description="split | truncate")
     scores: bool = Field(False, description="also return each line's hypotheses with their scores")
+    constraints: Optional[list[list[str]]] = Field(
+        None, description="per line, phrases the translation must contain (beam search places them)"
+    )
+    prefix: Optional[list[Optional[str]]] = Field(None, description="per line, text the translation starts with")
+    avoid: Optional[list[list[str]]] = Field(None, description="per line, phrases the translation must not contain")
+
+
+class ScoreRequest(BaseModel):
+    """The body of POST /v1/score: pairs of a source line and a given translation of it."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: list[str] = Field(description="the source lines")
+    target: list[str] = Field(description="one given translation per source line")
+
+
+class PairScore(BaseModel):
+    score: float  # log p(target | source), summed over the target's subwords and EOS
+    per_token: float  # score / (subwords + 1)
+    pieces: list[str]  # the target's subwords, then '</s>'
+    token_scores: list[float]  # each piece's log-probability
+
+
+class ScoreResponse(BaseModel):
+    scores: list[PairScore]
+    model: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Line:
+    """One line to translate with its constraints (empty: none)."""
+
+    text: str
+    constraints: tuple[str, ...] = ()
+    prefix: Optional[str] = None
+    avoid: tuple[str, ...] = ()
 
 
 class Hypothesis(BaseModel):
@@ -63,6 +103,7 @@ class TranslateResponse(BaseModel):
     translations: list[str]
     model: str
     n_best: Optional[list[list[Hypothesis]]] = None  # with n_best > 1 or scores: per line, best first
+    unmet_constraints: Optional[list[list[str]]] = None  # with constraints: per line, those not placed
 
 
 def make_app(translator: Translator, card: dict[str, Any], limits: ServeLimits) -> FastAPI:
@@ -70,10 +111,20 @@ def make_app(translator: Translator, card: dict[str, Any], limits: ServeLimits) 
     whose worker the caller runs (`batcher.run()` or `batcher.start()`)."""
     name = str(card.get("name", "s2s"))
 
-    def translate(lines: list[str], options: dict[str, Any]) -> list[Translation]:
-        return translator.translate_detailed(lines, **options)
+    def decode(task: str, lines: list[Any], options: dict[str, Any]) -> list[Any]:
+        """On the model's thread: a batch of translate lines (`Line`) or score pairs."""
+        if task == "score":
+            return translator.score([source for source, _ in lines], [target for _, target in lines])
+        per_line = {}
+        if any(line.constraints or line.prefix or line.avoid for line in lines):
+            per_line = {
+                "constraints": [list(line.constraints) for line in lines],
+                "prefix": [line.prefix for line in lines],
+                "avoid": [list(line.avoid) for line in lines],
+            }
+        return translator.translate_detailed([line.text for line in lines], **per_line, **options)
 
-    batcher = Batcher(translate, limits.max_batch_sentences, limits.max_wait_ms / 1000, limits.max_queue)
+    batcher = Batcher(decode, limits.max_batch_sentences, limits.max_wait_ms / 1000, limits.max_queue)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -118,43 +169,98 @@ def make_app(translator: Translator, card: dict[str, Any], limits: ServeLimits) 
     async def translate_lines(request: TranslateRequest) -> TranslateResponse:
         check_request(request, limits)
         options = decoding_options(request, translator, limits)
-        try:
-            translations = await batcher.submit(request.text, options)
-        except QueueFull as error:
-            raise HTTPException(503, f"busy: {error}; retry later", {"Retry-After": str(limits.retry_after_s)})
-        except S2SError as error:
-            raise HTTPException(422, str(error)) from None
+        lines = request_lines(request, limits)
+        translations = await submitted(batcher, lines, options, "translate", limits)
         with_scores = request.scores or (request.n_best or 1) > 1
+        constrained = request.constraints is not None
         return TranslateResponse(
             translations=[t.text for t in translations],
             model=name,
             n_best=[[Hypothesis(text=text, score=score) for text, score in t.n_best] for t in translations]
             if with_scores
             else None,
+            unmet_constraints=[t.unmet_constraints for t in translations] if constrained else None,
         )
+
+    @app.post("/v1/score", response_model=ScoreResponse)
+    async def score_pairs(request: ScoreRequest) -> ScoreResponse:
+        """The log-probability of each given target for its source (forced decoding)."""
+        if len(request.target) != len(request.source):
+            raise _invalid("target", f"{len(request.target)} targets for {len(request.source)} sources")
+        check_lines(request.source, "source", limits)
+        check_lines(request.target, "target", limits)
+        scores: list[Score] = await submitted(batcher, list(zip(request.source, request.target)), {}, "score", limits)
+        return ScoreResponse(scores=[PairScore(**dataclasses.asdict(s)) for s in scores], model=name)
 
     return app
 
 
+async def submitted(batcher: Batcher, lines: list[Any], options: dict[str, Any], task: str, limits: ServeLimits):
+    """The lines' results from the model thread: 503 + Retry-After when the queue is full, 422 for a
+    request the translator refuses."""
+    try:
+        return await batcher.submit(lines, options, task)
+    except QueueFull as error:
+        raise HTTPException(503, f"busy: {error}; retry later", {"Retry-After": str(limits.retry_after_s)})
+    except S2SError as error:
+        raise HTTPException(422, str(error)) from None
+
+
+def request_lines(request: TranslateRequest, limits: ServeLimits) -> list[Line]:
+    """The request's lines with their constraints; 422 naming the field when a list does not match the text."""
+    count = len(request.text)
+    per_line: dict[str, list] = {}
+    for key in ("constraints", "prefix", "avoid"):
+        values = getattr(request, key)
+        if values is None:
+            continue
+        if len(values) != count:
+            raise _invalid(key, f"{len(values)} entries for {count} lines of text; give one per line")
+        per_line[key] = values
+    if per_line and request.sampling:
+        raise _invalid("sampling", "constraints, prefix and avoid need search, not sampling")
+    lines = []
+    for i, text in enumerate(request.text):
+        constraints = tuple(per_line["constraints"][i]) if "constraints" in per_line else ()
+        avoid = tuple(per_line["avoid"][i]) if "avoid" in per_line else ()
+        if len(constraints) + len(avoid) > limits.max_phrases:
+            raise _invalid(
+                "constraints",
+                f"line {i} has {len(constraints) + len(avoid)} phrases; at most {limits.max_phrases} on this server",
+            )
+        prefix = per_line["prefix"][i] if "prefix" in per_line else None
+        if any(len(p) > limits.max_line_chars for p in (*constraints, *avoid, prefix or "")):
+            raise HTTPException(413, f"a phrase of line {i} is over {limits.max_line_chars} characters")
+        lines.append(Line(text, constraints, prefix, avoid))
+    return lines
+
+
 def check_request(request: TranslateRequest, limits: ServeLimits) -> None:
     """413 for a request of too many lines or a line of too many characters."""
-    if len(request.text) > limits.max_lines:
-        raise HTTPException(413, f"text has {len(request.text)} lines; at most {limits.max_lines} per request")
-    for number, line in enumerate(request.text):
+    check_lines(request.text, "text", limits)
+
+
+def check_lines(lines: list[str], field: str, limits: ServeLimits) -> None:
+    """413 for too many lines or a line of too many characters, naming the field."""
+    if len(lines) > limits.max_lines:
+        raise HTTPException(413, f"{field} has {len(lines)} lines; at most {limits.max_lines} per request")
+    for number, line in enumerate(lines):
         if len(line) > limits.max_line_chars:
             raise HTTPException(
-                413, f"text[{number}] has {len(line)} characters; at most {limits.max_line_chars} per line"
+                413, f"{field}[{number}] has {len(line)} characters; at most {limits.max_line_chars} per line"
             )
 
 
 def decoding_options(request: TranslateRequest, translator: Translator, limits: ServeLimits) -> dict[str, Any]:
     """The request's decoding options, checked as the translator checks them (422 naming the field)."""
-    options = request.model_dump(exclude={"text", "scores"}, exclude_none=True)
+    options = request.model_dump(exclude={"text", "scores", "constraints", "prefix", "avoid"}, exclude_none=True)
     for key in ("beam_size", "n_best"):
         if options.get(key, 0) > limits.max_beam_size:
             raise _invalid(key, f"at most {limits.max_beam_size} on this server")
     try:
-        check_search(dataclasses.replace(translator.search, **{k: v for k, v in options.items() if k != "long_lines"}))
+        check_search(
+            dataclasses.replace(translator.search, **{k: v for k, v in options.items() if k in SEARCH_OPTIONS})
+        )
     except S2SError as error:
         named = re.search(r"search\.(\w+)", str(error))
         field = named.group(1) if named else "body"

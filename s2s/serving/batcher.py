@@ -1,9 +1,11 @@
 """Dynamic batching: lines from concurrent requests decoded together by one model worker.
 
 A request's lines join a bounded queue. The worker takes the oldest request, waits at most
-`max_wait` seconds for more requests with the same decoding options until `max_sentences`
-lines are gathered, decodes them in one `Translator.translate_detailed` call, and hands each
-request its own translations, in order. Requests are never split across batches, so a request
+`max_wait` seconds for more requests of the same task ("translate", "score") with the same
+decoding options until `max_sentences` lines are gathered, decodes them in one call of the
+`decode` function (`Translator.translate_detailed` or `Translator.score`), and hands each
+request its own results, in order. A line is whatever that function takes per line: a
+text, or a text with its constraints, or a (source, target) pair. Requests are never split across batches, so a request
 of more lines than `max_sentences` is decoded alone. Padding is masked and the translator sorts
 by length, so a line's greedy output does not depend on the other lines of its batch.
 """
@@ -17,9 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from s2s.decoding.translator import Translation
-
-Translate = Callable[[list[str], dict[str, Any]], list[Translation]]
+Decode = Callable[[str, list[Any], dict[str, Any]], list[Any]]  # (task, lines, options) -> one result per line
 
 
 class QueueFull(Exception):
@@ -28,11 +28,11 @@ class QueueFull(Exception):
 
 @dataclass
 class Job:
-    """One request's lines, its decoding options and the future its translations go to."""
+    """One request's lines, its decoding options and the future its results go to."""
 
-    lines: list[str]
+    lines: list[Any]
     options: dict[str, Any]
-    key: tuple  # the options as a hashable key: only jobs with equal keys share a batch
+    key: tuple  # the task and options as a hashable key: only jobs with equal keys share a batch
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
 
@@ -47,9 +47,9 @@ class BatchStats:
 class Batcher:
     """Gathers jobs into batches and decodes them on one worker thread (`start`, `submit`, `stop`)."""
 
-    def __init__(self, translate: Translate, max_sentences: int, max_wait: float, max_queue: int):
-        self.translate, self.max_sentences, self.max_wait, self.max_queue = (
-            translate,
+    def __init__(self, decode: Decode, max_sentences: int, max_wait: float, max_queue: int):
+        self.decode, self.max_sentences, self.max_wait, self.max_queue = (
+            decode,
             max_sentences,
             max_wait,
             max_queue,
@@ -70,8 +70,8 @@ class Batcher:
         thread (torch's CPU thread pool slows down when a second thread starts using it)."""
         self._work()
 
-    def submit(self, lines: list[str], options: dict[str, Any]) -> asyncio.Future:
-        """Queue a request (on the event loop); its future gets one Translation per line."""
+    def submit(self, lines: list[Any], options: dict[str, Any], task: str = "translate") -> asyncio.Future:
+        """Queue a request (on the event loop); its future gets one result per line."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         if not lines:
@@ -82,7 +82,7 @@ class Batcher:
                 raise QueueFull("the server is shutting down")
             if self.queued_lines + len(lines) > self.max_queue:
                 raise QueueFull(f"{self.queued_lines} lines are queued already (at most {self.max_queue})")
-            self.jobs.append(Job(lines, options, tuple(sorted(options.items())), future, loop))
+            self.jobs.append(Job(lines, options, (task, *sorted(options.items())), future, loop))
             self.queued_lines += len(lines)
             self.ready.notify()
         return future
@@ -135,7 +135,7 @@ class Batcher:
     def _decode(self, batch: list[Job]) -> None:
         lines = [line for job in batch for line in job.lines]
         try:
-            translations = self.translate(lines, batch[0].options)
+            results = self.decode(batch[0].key[0], lines, batch[0].options)
         except Exception as error:  # handed to each request, which answers with an error status
             for job in batch:
                 job.loop.call_soon_threadsafe(_fail, job.future, error)
@@ -145,12 +145,12 @@ class Batcher:
         self.stats.largest = max(self.stats.largest, len(lines))
         start = 0
         for job in batch:
-            part = translations[start : start + len(job.lines)]
+            part = results[start : start + len(job.lines)]
             start += len(job.lines)
             job.loop.call_soon_threadsafe(_succeed, job.future, part)
 
 
-def _succeed(future: asyncio.Future, result: list[Translation]) -> None:
+def _succeed(future: asyncio.Future, result: list[Any]) -> None:
     if not future.done():  # a client that disconnected has its future cancelled
         future.set_result(result)
 

@@ -137,9 +137,7 @@ def test_parse_overrides_defaults_and_values():
         ["run=outputs/x", "checkpoint=last", "device=cpu", "chunk_lines=5", "scores=true"], TranslateOptions, USAGE
     )
     assert isinstance(options, TranslateOptions)
-    assert options == TranslateOptions(
-        model=["outputs/x"], checkpoint="last", device="cpu", chunk_lines=5, scores=True
-    )
+    assert options == TranslateOptions(model=["outputs/x"], checkpoint="last", device="cpu", chunk_lines=5, scores=True)
     assert search == []
 
 

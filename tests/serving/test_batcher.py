@@ -17,12 +17,14 @@ class Recorder:
 
     def __init__(self, delay: threading.Event | None = None):
         self.batches: list[tuple[list[str], dict]] = []
+        self.tasks: list[str] = []
         self.gate = delay
 
-    def __call__(self, lines: list[str], options: dict) -> list[Translation]:
+    def __call__(self, task: str, lines: list[str], options: dict) -> list[Translation]:
         if self.gate is not None:
             self.gate.wait(5)
         self.batches.append((list(lines), dict(options)))
+        self.tasks.append(task)
         return [Translation(line.upper(), [(line.upper(), 0.0)], [], []) for line in lines]
 
 
@@ -93,7 +95,7 @@ def test_a_full_queue_refuses_and_an_empty_request_needs_no_worker():
 
 
 def test_a_failed_batch_fails_each_of_its_requests():
-    def broken(lines: list[str], options: dict) -> list[Translation]:
+    def broken(task: str, lines: list[str], options: dict) -> list[Translation]:
         raise RuntimeError("decoder broke")
 
     batcher = Batcher(broken, max_sentences=64, max_wait=0.1, max_queue=100)
@@ -125,7 +127,7 @@ def test_stop_decodes_what_is_queued_then_refuses():
 def test_run_decodes_on_the_calling_thread_until_stopped():
     threads: list[str] = []
 
-    def translate(lines: list[str], options: dict) -> list[Translation]:
+    def translate(task: str, lines: list[str], options: dict) -> list[Translation]:
         threads.append(threading.current_thread().name)
         return [Translation(line.upper(), [(line.upper(), 0.0)], [], []) for line in lines]
 
@@ -144,3 +146,18 @@ def test_run_decodes_on_the_calling_thread_until_stopped():
     batcher.run()  # returns once the client has stopped it
     other.join(5)
     assert results == [["A", "B"]] and threads == [threading.current_thread().name]
+
+
+def test_tasks_never_share_a_batch():
+    recorder = Recorder()
+    batcher = Batcher(recorder, max_sentences=64, max_wait=0.2, max_queue=100)
+
+    async def scenario() -> list:
+        futures = [batcher.submit(["a"], {}), batcher.submit(["b"], {}, task="score"), batcher.submit(["c"], {})]
+        return [[t.text for t in result] for result in await asyncio.gather(*futures)]
+
+    assert _on_worker_thread(batcher, scenario) == [["A"], ["B"], ["C"]]
+    assert sorted(zip(recorder.tasks, [lines for lines, _ in recorder.batches])) == [
+        ("score", ["b"]),
+        ("translate", ["a", "c"]),
+    ]

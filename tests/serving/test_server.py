@@ -235,3 +235,74 @@ def test_a_bad_model_path_exits_2_with_one_line(tmp_path):
         timeout=60,
     )
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+# ---------------------------------------------------------------- constraints, scoring, top-p, ensembles
+
+CONSTRAINED = {
+    "text": ["3 March 1998", "Dienstag, 9. November 1989", "12/25/2001"],
+    "constraints": [["1998"], [], ["2001"]],
+    "prefix": [None, "19", None],
+    "avoid": [[], [], ["12"]],
+    "beam_size": 3,
+}
+
+
+def test_constraints_prefix_and_avoid_as_offline(server, offline):
+    status, answer = server.translate(CONSTRAINED)
+    assert status == 200
+    per_line = {key: CONSTRAINED[key] for key in ("constraints", "prefix", "avoid")}
+    expected = offline.translate_detailed(CONSTRAINED["text"], beam_size=3, **per_line)
+    assert answer["translations"] == [t.text for t in expected]
+    assert answer["unmet_constraints"] == [t.unmet_constraints for t in expected]
+    assert "1998" in answer["translations"][0] and answer["translations"][1].startswith("19")
+    assert "12" not in answer["translations"][2].split("-")
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"text": ["x", "y"], "constraints": [["a"]]}, ["body", "constraints"]),
+        ({"text": ["x"], "prefix": ["a", "b"]}, ["body", "prefix"]),
+        ({"text": ["x"], "avoid": "a"}, ["body", "avoid"]),
+        ({"text": ["x"], "constraints": [["a"]], "sampling": True}, ["body", "sampling"]),
+        ({"text": ["x"], "sampling": True, "top_p": 0}, ["body", "top_p"]),
+        ({"text": ["x"], "constraints": [["p"] * 17]}, ["body", "constraints"]),
+    ],
+)
+def test_invalid_constraints_and_top_p_get_422_naming_the_field(server, body, field):
+    status, answer = server.translate(body)
+    assert status == 422
+    assert field in [error["loc"] for error in answer["detail"]]
+
+
+def test_top_p_sampling_with_a_seed_as_offline(server, offline):
+    status, answer = server.translate({"text": LINES[:2], "sampling": True, "top_p": 0.8, "seed": 3})
+    assert status == 200
+    assert answer["translations"] == offline.translate(LINES[:2], sampling=True, top_p=0.8, seed=3)
+
+
+def test_score_endpoint_as_offline(server, offline):
+    sources, targets = LINES[:2], ["1998-03-03", ""]
+    status, _, answer = server.request("POST", "/v1/score", {"source": sources, "target": targets})
+    assert status == 200 and answer["model"] == "dates"
+    expected = offline.score(sources, targets)
+    assert [s["score"] for s in answer["scores"]] == pytest.approx([s.score for s in expected], abs=1e-4)
+    assert [s["pieces"] for s in answer["scores"]] == [s.pieces for s in expected]
+    status, _, answer = server.request("POST", "/v1/score", {"source": ["a", "b"], "target": ["a"]})
+    assert status == 422 and ["body", "target"] in [e["loc"] for e in answer["detail"]]
+    status, _, answer = server.request("POST", "/v1/score", {"source": ["a"] * 9, "target": ["a"] * 9})
+    assert status == 413 and "source has 9 lines" in answer["detail"]
+
+
+def test_an_ensemble_server_translates_as_the_offline_ensemble(model_file, trained_run):
+    running = Server(model_file, "--model", trained_run, "--combine", "log_probs")
+    try:
+        status, answer = running.translate({"text": LINES, "beam_size": 3})
+        assert status == 200
+        ensemble = s2s.load([model_file, trained_run], device="cpu", combine="log_probs")
+        assert answer["translations"] == ensemble.translate(LINES, beam_size=3)
+        card = running.request("GET", "/v1/model")[2]
+        assert card["ensemble"] == {"members": [model_file, trained_run], "combine": "log_probs"}
+    finally:
+        assert running.stop() == 0
