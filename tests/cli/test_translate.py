@@ -7,7 +7,9 @@ subprocess costs seconds of start-up); one runs the command as a user types it.
 from __future__ import annotations
 
 import io
+import json
 import os
+import re
 
 import pytest
 import torch
@@ -396,3 +398,59 @@ def test_bf16_decoding_uses_a_bf16_copy_and_stays_close_to_fp32(trained_run):
         assert isinstance(score_b, float) and abs(score_a - score_b) < 0.1 * max(1.0, abs(score_a))
     out, _ = translate(trained_run, "\n".join(lines) + "\n", "--precision", "bf16", "--beam-size", "3")
     assert len(out) == len(lines)
+
+
+# ---- JSON lines with constraints; ensembles ----------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_jsonl_input_applies_each_lines_constraints_as_the_python_api(trained_run):
+    items = [
+        {"text": "3 March 1998", "constraints": ["1998"]},
+        {"text": "Dienstag, 9. November 1989", "prefix": "19", "avoid": ["11"]},
+        {},  # a blank line: a blank output line
+        {"text": "12/25/2001"},
+    ]
+    data = "".join((json.dumps(item) if item else "") + "\n" for item in items)
+    lines, log = translate(trained_run, data, "--input-format", "jsonl", "--beam-size", "3")
+    translator, _, _ = load_translator(trained_run, device="cpu")
+    expected = translator.translate_detailed(
+        ["3 March 1998", "Dienstag, 9. November 1989", "", "12/25/2001"],
+        constraints=[["1998"], [], [], []],
+        prefix=[None, "19", None, None],
+        avoid=[[], ["11"], [], []],
+        beam_size=3,
+    )
+    assert lines == [t.text for t in expected]
+    assert "1998" in lines[0] and lines[1].startswith("19") and "11" not in lines[1] and lines[2] == ""
+    assert all(f"constraint {c!r}" in log for t in expected for c in t.unmet_constraints)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("{not json", "line 2 is not valid JSON"),
+        ('{"txt": "x"}', "line 2: unknown key 'txt'"),
+        ('{"constraints": ["a"]}', 'line 2: no "text" key'),
+        ('{"text": "x", "avoid": "a"}', "line 2: 'avoid' must be a JSON list"),
+        ('{"text": "x", "constraints": [1]}', "line 2: 'constraints' must be a list of strings"),
+        ('["x"]', "line 2: expected a JSON object"),
+    ],
+)
+def test_bad_jsonl_lines_are_one_error_naming_the_line(trained_run, line, message):
+    with pytest.raises(S2SError, match=re.escape(message)):
+        translate(trained_run, '{"text": "3 March 1998"}\n' + line + "\n", "--input-format", "jsonl")
+
+
+@pytest.mark.slow
+def test_a_repeated_model_is_an_ensemble_that_translates_as_the_model(trained_run):
+    data = "3 March 1998\nDienstag, 9. November 1989\n\n12/25/2001\n"
+    single, _ = translate(trained_run, data, "--beam-size", "3", "--scores")
+    double, _ = translate(trained_run, data, f"--model={trained_run}", "--beam-size", "3", "--scores")
+    assert [line.split("\t")[0] for line in double] == [line.split("\t")[0] for line in single]
+    for one, two in zip(single, double):
+        if one:
+            assert float(two.split("\t")[1]) == pytest.approx(float(one.split("\t")[1]), abs=1e-3)
+    with pytest.raises(S2SError, match="combine must be probs or log_probs"):
+        translate(trained_run, data, f"--model={trained_run}", "--combine", "sum")
