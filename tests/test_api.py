@@ -196,6 +196,8 @@ def test_evaluate_returns_metrics_with_signatures(run_dir, tmp_path):
     metrics = s2s.evaluate(run_dir, device="cpu")
     assert metrics["exact_match"] == 100.0 and metrics["bleu"] == 100.0
     beam = s2s.evaluate(run_dir, device="cpu", beam_size=3)
+    ensemble = s2s.evaluate([run_dir, run_dir], device="cpu", beam_size=3, combine="log_probs")
+    assert ensemble == beam  # an ensemble of one model twice scores as the model
     translator = s2s.load(run_dir, device="cpu")
     folder = translator.config.data.dir
     sources = open(os.path.join(folder, "test.de"), encoding="utf-8").read().splitlines()
