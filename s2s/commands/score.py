@@ -18,13 +18,12 @@ from typing import BinaryIO, Iterator, TextIO
 
 from tqdm import tqdm
 
-from s2s.arguments import parse_overrides
 from s2s.checkpoint import check_name as check_checkpoint_name
-from s2s.commands.translate import InvalidUtf8
+from s2s.commands.translate import InvalidUtf8, stream_main
 from s2s.data.text import clean, decode_line
 from s2s.decoding.loading import load_translator
 from s2s.decoding.translator import Score
-from s2s.errors import S2SError, user_errors_exit
+from s2s.errors import S2SError
 
 USAGE = (
     __doc__
@@ -126,10 +125,7 @@ def score_stream(
 
 
 def main(argv: list[str] | None = None) -> None:
-    with user_errors_exit():
-        options, search = parse_overrides(sys.argv[1:] if argv is None else argv, ScoreOptions, USAGE)
-        sys.stdout.reconfigure(encoding="utf-8")  # type: ignore[attr-defined]
-        score_stream(options, search, sys.stdin.buffer, sys.stdout)
+    stream_main(argv, ScoreOptions, USAGE, score_stream)
 
 
 if __name__ == "__main__":

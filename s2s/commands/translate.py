@@ -14,7 +14,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import BinaryIO, Iterator, TextIO
+from typing import BinaryIO, Callable, Iterator, TextIO
 
 from tqdm import tqdm
 
@@ -225,15 +225,21 @@ def translate_stream(
     return count
 
 
-def main(argv: list[str] | None = None) -> None:
+def stream_main(argv: list[str] | None, schema: type, usage: str, stream: Callable) -> None:
+    """A stdin-to-stdout command: parse `argv` into `schema` options, run `stream(options, search, stdin,
+    stdout)`; bad input is one error line and exit status 2."""
     with user_errors_exit():
-        options, search = parse_overrides(sys.argv[1:] if argv is None else argv, TranslateOptions, USAGE)
+        options, search = parse_overrides(sys.argv[1:] if argv is None else argv, schema, usage)
         sys.stdout.reconfigure(encoding="utf-8")  # type: ignore[attr-defined]  # UTF-8 out, whatever the locale
         try:
-            translate_stream(options, search, sys.stdin.buffer, sys.stdout)
+            stream(options, search, sys.stdin.buffer, sys.stdout)
         except BrokenPipeError:  # the reader stopped early (`| head`): not an error of ours
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail again
             sys.exit(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    stream_main(argv, TranslateOptions, USAGE, translate_stream)
 
 
 if __name__ == "__main__":
