@@ -352,3 +352,12 @@ def test_top_p_near_zero_samples_the_greedy_output_and_a_seed_repeats_a_sample(t
     assert first == translator.translate(GERMAN * 4, sampling=True, top_p=0.9, temperature=3.0, seed=7)
     with pytest.raises(s2s.S2SError, match="top_p must be in"):
         translator.translate(GERMAN, sampling=True, top_p=0.0)
+
+
+@pytest.mark.slow
+def test_a_constrained_line_is_translated_whole_or_truncated(translator):
+    line = "der Hund läuft rot groß Katze"
+    whole = translator.translate_detailed([line], max_input_tokens=2, constraints=[["cat"]])[0]
+    assert not whole.truncated and len(whole.src_pieces) == whole.src_length > 2 and "cat" in whole.text.split()
+    cut = translator.translate_detailed([line], max_input_tokens=2, long_lines="truncate", constraints=[["cat"]])[0]
+    assert cut.truncated and len(cut.src_pieces) == 2 and "cat" in cut.text.split()

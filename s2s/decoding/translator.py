@@ -173,8 +173,8 @@ class Translator:
         texts = [clean(s.lower() if self.lowercase else s) for s in sentences]
         ids = self.tokenizers.src.encode(texts)  # untagged: a both-directions model's tag goes before every part
         per_line = lines if lines is not None else [SentenceConstraints()] * len(texts)
-        parts = [
-            self._parts(i, max_tokens, split_long and not c) if text.strip() else []
+        parts = [  # a constrained line is never split: its constraints belong to the whole sentence
+            self._parts(i, None if c and split_long else max_tokens, split_long) if text.strip() else []
             for i, text, c in zip(ids, texts, per_line)
         ]
         tag = list(self.tokenizers.src_prefix)
