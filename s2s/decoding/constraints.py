@@ -82,7 +82,10 @@ class BatchConstraints:
         self.avoid, self.avoid_lengths = _padded([s.avoid for s in sentences], device)  # (B, A, La), (B, A)
         prefix, self.prefix_lengths = _padded([[s.prefix] for s in sentences], device)  # (B, 1, P), (B, 1)
         self.prefix, self.prefix_lengths = prefix[:, 0], self.prefix_lengths[:, 0]  # (B, P), (B,)
-        self.has_include = bool(self.lengths.gt(0).any())
+        # fixed for the batch and known from the lists, so no step waits on the device to learn them
+        self.has_include = any(s.include for s in sentences)
+        self.has_avoid = any(s.avoid for s in sentences)
+        self.banks = 1 + max(sum(len(p) for p in s.include) for s in sentences)  # bank ids: subwords placed
         rows = len(sentences) * beam
         c, longest = self.phrases.shape[1:]
         self.matched = torch.zeros(rows, c, longest + 1, dtype=torch.bool, device=device)  # (R, C, L+1)
@@ -93,6 +96,17 @@ class BatchConstraints:
         self.avoid_matched[..., 0] = True
         self.finished_unmet = torch.ones(len(sentences), beam, c, dtype=torch.bool, device=device)  # (B, K, C)
         self.active = torch.arange(len(sentences), device=device)  # the original sentences still searching
+        self._expand_rows()
+
+    def _expand_rows(self) -> None:
+        """The per-sentence phrase tensors repeated for each of a sentence's K rows, rebuilt only
+        when sentences leave the search (`select`), not at every step."""
+        k = self.k
+        self.row_phrases, self.row_lengths = self.phrases.repeat_interleave(k, 0), self.lengths.repeat_interleave(k, 0)
+        last = (self.avoid_lengths - 1).clamp(min=0)  # (B, A) the last subword of each avoided phrase
+        self.avoid_last = last.repeat_interleave(k, 0)  # (R, A)
+        self.avoid_last_token = self.avoid.gather(2, last.unsqueeze(2)).squeeze(2).clamp(min=0).repeat_interleave(k, 0)
+        self.avoid_real = self.avoid_lengths.gt(0).repeat_interleave(k, 0)  # (R, A) not padding
 
     def minimum_lengths(self) -> torch.Tensor:
         """(B,) output tokens the constraints need: the prefix and every phrase."""
@@ -107,14 +121,10 @@ class BatchConstraints:
             kept = log_probs.gather(1, token)
             log_probs.masked_fill_(forced.unsqueeze(1), float("-inf"))
             log_probs.scatter_(1, token, kept)  # unforced rows get their own value back
-        if self.avoid_lengths.gt(0).any():
-            last = (self.avoid_lengths - 1).clamp(min=0)  # (B, A)
-            last_token = (
-                self.avoid.gather(2, last.unsqueeze(2)).squeeze(2).clamp(min=0).repeat_interleave(k, 0)
-            )  # (R, A)
-            ready = self.avoid_matched.gather(2, last.repeat_interleave(k, 0).unsqueeze(2)).squeeze(2)  # (R, A)
-            ready &= self.avoid_lengths.gt(0).repeat_interleave(k, 0)
-            banned = torch.zeros_like(log_probs, dtype=torch.int32).scatter_add_(1, last_token, ready.int())
+        if self.has_avoid:
+            ready = self.avoid_matched.gather(2, self.avoid_last.unsqueeze(2)).squeeze(2)  # (R, A) one subword to go
+            ready &= self.avoid_real
+            banned = torch.zeros_like(log_probs, dtype=torch.int32).scatter_add_(1, self.avoid_last_token, ready.int())
             log_probs.masked_fill_(banned.gt(0), float("-inf"))
 
     def candidates(
@@ -149,10 +159,9 @@ class BatchConstraints:
         b, k = alive_scores.shape
         vocab = log_probs.size(1)
         positions = torch.arange(self.matched.size(2), device=log_probs.device)  # (L+1,)
-        lengths = self.lengths.repeat_interleave(k, 0)  # (R, C)
-        partial = (self.matched & positions.lt(lengths.unsqueeze(2))).long() * positions  # (R, C, L+1)
+        partial = (self.matched & positions.lt(self.row_lengths.unsqueeze(2))).long() * positions  # (R, C, L+1)
         progress = partial.amax(dim=2)  # (R, C) the longest started prefix of each phrase
-        phrases = self.phrases.repeat_interleave(k, 0)  # (R, C, L)
+        phrases = self.row_phrases  # (R, C, L)
         next_token = phrases.gather(2, progress.clamp(max=phrases.size(2) - 1).unsqueeze(2)).squeeze(2)  # (R, C)
         usable = ~self.met & next_token.ge(0)
         next_token = next_token.clamp(min=0)
@@ -189,7 +198,7 @@ class BatchConstraints:
         bank = (self.pending_met.long() * lengths).sum(dim=2) + partial  # (B, M) constraint subwords placed
         by_score = scores.argsort(dim=1, descending=True, stable=True)
         bank_sorted = bank.gather(1, by_score)
-        banks = int(bank.max()) + 1
+        banks = self.banks  # above every bank id, so priority orders by rank, then by bank
         one_hot = torch.nn.functional.one_hot(bank_sorted, banks)  # (B, M, banks)
         rank = (one_hot.cumsum(dim=1) * one_hot).sum(dim=2) - 1  # (B, M) place within its bank
         priority = rank * banks + (banks - 1 - bank_sorted)
@@ -236,6 +245,7 @@ class BatchConstraints:
             self.met[keep_rows],
             self.avoid_matched[keep_rows],
         )
+        self._expand_rows()
 
     def unmet(self, sentence: int, rank: int) -> tuple[int, ...]:
         """The include phrases (indices) that the finished hypothesis at `rank` of `sentence` did not meet."""
