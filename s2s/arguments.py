@@ -175,11 +175,9 @@ def parse_overrides(argv: list[str], schema: type[T], usage: str) -> tuple[T, li
         elif key in list_keys:
             repeated.setdefault(key, []).append(value)
         elif key in own_keys:
-            if key == "model" and any(o.startswith("model=") for o in own):
-                raise S2SError(
-                    f"{spelled} is given twice: this command takes one model (ensembles: translate, "
-                    "evaluate, score, serve)"
-                )
+            if any(o.partition("=")[0] == key for o in own):  # one value: a second would silently win
+                hint = " (ensembles: translate, evaluate, score, serve)" if key == "model" else ""
+                raise S2SError(f"{spelled} is given twice: this command takes one value{hint}")
             own.append(arg)
         else:
             raise S2SError(f"unknown option {spelled!r}{_suggest_option(key, spelled, own_keys + search_keys)}")

@@ -169,6 +169,17 @@ def test_parse_overrides_wrong_type(arg):
         parse_overrides([arg], TranslateOptions, USAGE)
 
 
+def test_parse_overrides_repeats_list_options_and_refuses_repeated_scalars():
+    from s2s.commands.export import ExportOptions
+
+    options, _ = parse_overrides(["--model", "a", "--run", "b", "model=c"], TranslateOptions, USAGE)
+    assert options.model == ["a", "b", "c"]  # list-typed: every value, in order
+    with pytest.raises(S2SError, match="--chunk-lines is given twice"):
+        parse_overrides(["--chunk-lines", "5", "--chunk-lines", "6"], TranslateOptions, USAGE)
+    with pytest.raises(S2SError, match=r"--run is given twice: this command takes one value \(ensembles"):
+        parse_overrides(["--model", "a", "--run", "b"], ExportOptions, "usage")
+
+
 def test_parse_overrides_requires_key_value():
     with pytest.raises(S2SError, match="key=value"):
         parse_overrides(["outputs/run"], TranslateOptions, USAGE)
