@@ -19,7 +19,7 @@ from typing import BinaryIO, Iterator, TextIO
 from tqdm import tqdm
 
 from s2s.checkpoint import check_name as check_checkpoint_name
-from s2s.commands.translate import InvalidUtf8, stream_main
+from s2s.commands.streaming import InvalidUtf8, stream_main
 from s2s.data.text import clean, decode_line
 from s2s.decoding.loading import load_translator
 from s2s.decoding.translator import Score

@@ -14,17 +14,17 @@ import os
 import sys
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import BinaryIO, Callable, Iterator, TextIO
+from typing import BinaryIO, Iterator, TextIO
 
 from tqdm import tqdm
 
-from s2s.arguments import parse_overrides
 from s2s.checkpoint import check_name as check_checkpoint_name
+from s2s.commands.streaming import InvalidUtf8, stream_main
 from s2s.data.text import clean, decode_line
 from s2s.decoding.loading import load_translator
 from s2s.decoding.options import check_max_input_tokens
 from s2s.decoding.translator import Translation, Translator
-from s2s.errors import S2SError, user_errors_exit
+from s2s.errors import S2SError
 
 USAGE = (
     __doc__
@@ -62,11 +62,6 @@ Options, as --flag VALUE or key=value (--foo-bar X is foo_bar=X):
                            --search.KEY VALUE; default: the run's own
 """
 )
-
-
-class InvalidUtf8(str, Enum):
-    error = "error"  # stop with one error line naming the input line
-    replace = "replace"  # decode with U+FFFD in place of the bad bytes and translate
 
 
 class InputFormat(str, Enum):
@@ -223,19 +218,6 @@ def translate_stream(
             count += len(chunk)
             bar.update(len(chunk))
     return count
-
-
-def stream_main(argv: list[str] | None, schema: type, usage: str, stream: Callable) -> None:
-    """A stdin-to-stdout command: parse `argv` into `schema` options, run `stream(options, search, stdin,
-    stdout)`; bad input is one error line and exit status 2."""
-    with user_errors_exit():
-        options, search = parse_overrides(sys.argv[1:] if argv is None else argv, schema, usage)
-        sys.stdout.reconfigure(encoding="utf-8")  # type: ignore[attr-defined]  # UTF-8 out, whatever the locale
-        try:
-            stream(options, search, sys.stdin.buffer, sys.stdout)
-        except BrokenPipeError:  # the reader stopped early (`| head`): not an error of ours
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail again
-            sys.exit(1)
 
 
 def main(argv: list[str] | None = None) -> None:

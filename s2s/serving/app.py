@@ -167,7 +167,7 @@ def make_app(translator: Translator, card: dict[str, Any], limits: ServeLimits) 
 
     @app.post("/v1/translate", response_model=TranslateResponse, response_model_exclude_none=True)
     async def translate_lines(request: TranslateRequest) -> TranslateResponse:
-        check_request(request, limits)
+        check_lines(request.text, "text", limits)
         options = decoding_options(request, translator, limits)
         lines = request_lines(request, limits)
         translations = await submitted(batcher, lines, options, "translate", limits)
@@ -233,11 +233,6 @@ def request_lines(request: TranslateRequest, limits: ServeLimits) -> list[Line]:
             raise HTTPException(413, f"a phrase of line {i} is over {limits.max_line_chars} characters")
         lines.append(Line(text, constraints, prefix, avoid))
     return lines
-
-
-def check_request(request: TranslateRequest, limits: ServeLimits) -> None:
-    """413 for a request of too many lines or a line of too many characters."""
-    check_lines(request.text, "text", limits)
 
 
 def check_lines(lines: list[str], field: str, limits: ServeLimits) -> None:
