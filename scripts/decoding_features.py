@@ -96,13 +96,20 @@ def tuned(translator: s2s.Translator, corpus: Corpus, beams: list[int], alphas: 
     return row
 
 
-def speed(translator: s2s.Translator, sources: list[str], constraints=None, **options) -> float:
-    warm = {"constraints": constraints[:64]} if constraints else {}
-    translator.translate_detailed(sources[:64], max_input_tokens=None, **warm, **options)  # oneDNN's first kernels
-    started = time.perf_counter()
-    for start in range(0, len(sources), 512):  # chunks, as translate_and_score decodes a split
+def decode_chunks(translator: s2s.Translator, sources: list[str], constraints=None, **options) -> list:
+    """Translations of `sources` (with one constraint list per source, if given), 512 at a time, as
+    translate_and_score decodes a split."""
+    out = []
+    for start in range(0, len(sources), 512):
         chunk = {"constraints": constraints[start : start + 512]} if constraints else {}
-        translator.translate_detailed(sources[start : start + 512], max_input_tokens=None, **chunk, **options)
+        out += translator.translate_detailed(sources[start : start + 512], max_input_tokens=None, **chunk, **options)
+    return out
+
+
+def speed(translator: s2s.Translator, sources: list[str], constraints=None, **options) -> float:
+    decode_chunks(translator, sources[:64], constraints[:64] if constraints else None, **options)  # oneDNN warm-up
+    started = time.perf_counter()
+    decode_chunks(translator, sources, constraints, **options)
     return len(sources) / (time.perf_counter() - started)
 
 
@@ -188,14 +195,9 @@ def constraints_part(args: argparse.Namespace, corpus: Corpus, beam: int, alpha:
     sources, references = corpus.splits[corpus.test]
     phrases = phrases_for(corpus, args.seed)
     wanted = [[p] if p else [] for p in phrases]
-    options = {"beam_size": beam, "length_penalty": alpha, "max_input_tokens": None}
-    plain = translator.translate(sources, **options)
-    constrained = []
-    for start in range(0, len(sources), 512):  # chunks, as translate_and_score sorts and decodes
-        results = translator.translate_detailed(
-            sources[start : start + 512], constraints=wanted[start : start + 512], **options
-        )
-        constrained += results
+    options = {"beam_size": beam, "length_penalty": alpha}
+    plain = translator.translate(sources, max_input_tokens=None, **options)
+    constrained = decode_chunks(translator, sources, wanted, **options)
     texts = [t.text for t in constrained]
     asked = [i for i, p in enumerate(phrases) if p]
     out = {
